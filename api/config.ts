@@ -1,0 +1,39 @@
+import { ConfigError, influxConfig, kafkaConfig, list, num, str } from "../common/config.js";
+import type { TokenSet } from "./auth.js";
+
+type Env = Record<string, string | undefined>;
+
+export interface ApiSettings {
+  host: string;
+  port: number;
+  tokens: TokenSet;
+  influx: ReturnType<typeof influxConfig>;
+  kafka: ReturnType<typeof kafkaConfig>;
+  /** Widest time range one query may cover. */
+  maxRangeMs: number;
+  /** Most points (rows) one response may hold. */
+  maxPoints: number;
+}
+
+export function apiSettings(env: Env = process.env): ApiSettings {
+  const tokens = { read: list(env, "API_READ_TOKENS", []), admin: list(env, "API_ADMIN_TOKENS", []) };
+  if (tokens.read.length === 0 && tokens.admin.length === 0) {
+    throw new ConfigError(
+      "no API tokens configured: set API_READ_TOKENS and/or API_ADMIN_TOKENS (comma-separated); the API never runs open",
+    );
+  }
+  for (const token of [...tokens.read, ...tokens.admin]) {
+    if (token.length < 16 || /\s/.test(token)) {
+      throw new ConfigError("every API token must be at least 16 characters without spaces");
+    }
+  }
+  return {
+    host: str(env, "API_HOST", "127.0.0.1"),
+    port: num(env, "API_PORT", 8080, { min: 0, max: 65535, integer: true }),
+    tokens,
+    influx: influxConfig(env),
+    kafka: kafkaConfig(env),
+    maxRangeMs: num(env, "API_MAX_RANGE_DAYS", 31, { min: 1 / 24, max: 3660 }) * 86_400_000,
+    maxPoints: num(env, "API_MAX_POINTS", 50_000, { min: 100, max: 10_000_000, integer: true }),
+  };
+}

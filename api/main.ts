@@ -1,0 +1,39 @@
+/** Entry point of the API: `npm run api`. Configured by environment (see .env.example). */
+import { ConfigError } from "../common/config.js";
+import { createKafka } from "../common/kafka.js";
+import { createLogger } from "../common/log.js";
+import { apiSettings } from "./config.js";
+import { buildServer } from "./server.js";
+
+const logger = createLogger("api");
+
+async function main(): Promise<void> {
+  let settings: ReturnType<typeof apiSettings>;
+  try {
+    settings = apiSettings();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      logger.fatal(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const app = await buildServer({
+    settings,
+    kafka: createKafka(settings.kafka, logger),
+    logger: { level: process.env.LOG_LEVEL ?? "info", name: "api" },
+  });
+  const shutdown = async (signal: string) => {
+    app.log.info({ signal }, "shutting down");
+    await app.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  await app.listen({ host: settings.host, port: settings.port });
+}
+
+main().catch((err) => {
+  logger.fatal({ error: (err as Error).message, stack: (err as Error).stack }, "api failed");
+  process.exit(1);
+});

@@ -1,0 +1,198 @@
+/**
+ * The input contract: what a message on sensor-readings-raw must be to count as a reading.
+ * Everything that fails here goes to the dead-letter topic with one of the `DeadLetterReason` codes.
+ */
+
+export interface Reading {
+  sensorId: string;
+  /** Event time, epoch milliseconds. */
+  time: number;
+  /** Numeric fields, e.g. { temperature: 21.3 }. At least one. */
+  fields: Record<string, number>;
+  /** Optional string tags, e.g. { site: "north" }. */
+  tags: Record<string, string>;
+}
+
+export type DeadLetterReason =
+  | "empty"
+  | "oversize"
+  | "invalid_utf8"
+  | "invalid_json"
+  | "not_an_object"
+  | "missing_sensor_id"
+  | "invalid_sensor_id"
+  | "missing_timestamp"
+  | "invalid_timestamp"
+  | "timestamp_out_of_range"
+  | "no_fields"
+  | "invalid_key"
+  | "reserved_key"
+  | "non_finite_field"
+  | "invalid_value_type"
+  | "invalid_tag_value"
+  | "too_many_keys"
+  | "influx_rejected";
+
+export type ParseResult =
+  | { ok: true; reading: Reading }
+  | { ok: false; reason: DeadLetterReason; detail: string };
+
+export interface ReadingLimits {
+  /** Largest accepted message, in bytes. */
+  maxBytes: number;
+  /** How far ahead of the worker's clock an event time may be, in ms. */
+  maxFutureMs: number;
+  /** Earliest accepted event time (epoch ms). */
+  minTime: number;
+}
+
+export const DEFAULT_LIMITS: ReadingLimits = {
+  maxBytes: 64 * 1024,
+  maxFutureMs: 5 * 60_000,
+  minTime: Date.UTC(2000, 0, 1),
+};
+
+export const SENSOR_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+export const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+export const MAX_FIELDS = 32;
+export const MAX_TAGS = 16;
+export const MAX_TAG_VALUE_LENGTH = 256;
+/** Keys that InfluxDB, Flux or this schema already give a meaning to. */
+export const RESERVED_KEYS = new Set([
+  "time",
+  "field",
+  "detector",
+  "rule_id",
+  "severity",
+  "state",
+  "measurement",
+]);
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function fail(reason: DeadLetterReason, detail: string): ParseResult {
+  return { ok: false, reason, detail };
+}
+
+function parseTimestamp(value: unknown): number | string {
+  if (typeof value === "number") {
+    if (!Number.isInteger(value)) return `timestamp ${value} must be an integer number of epoch milliseconds`;
+    return value;
+  }
+  if (typeof value === "string") {
+    if (!RFC3339.test(value))
+      return `timestamp ${JSON.stringify(value.slice(0, 64))} is not RFC 3339 (e.g. 2024-10-27T03:33:20Z)`;
+    const ms = Date.parse(value.replace(" ", "T"));
+    if (Number.isNaN(ms)) return `timestamp ${JSON.stringify(value.slice(0, 64))} is not a real date`;
+    return ms;
+  }
+  return `timestamp must be epoch milliseconds (integer) or an RFC 3339 string, got ${typeName(value)}`;
+}
+
+function describeTime(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString();
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  return typeof value;
+}
+
+/**
+ * Parses one Kafka message value. `now` is the worker's clock, used only for the future bound.
+ * Pure: the same bytes and clock give the same result.
+ */
+export function parseReading(
+  bytes: Uint8Array | null,
+  now: number,
+  limits: ReadingLimits = DEFAULT_LIMITS,
+): ParseResult {
+  if (bytes === null || bytes.length === 0) return fail("empty", "message value is empty");
+  if (bytes.length > limits.maxBytes) {
+    return fail("oversize", `message is ${bytes.length} bytes; the limit is ${limits.maxBytes}`);
+  }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return fail("invalid_utf8", "message value is not valid UTF-8");
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    return fail("invalid_json", `message value is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    return fail("not_an_object", `expected a JSON object, got ${typeName(doc)}`);
+  }
+  const obj = doc as Record<string, unknown>;
+
+  const sensorId = obj.sensor_id;
+  if (sensorId === undefined) return fail("missing_sensor_id", "sensor_id is missing");
+  if (typeof sensorId !== "string" || !SENSOR_ID_PATTERN.test(sensorId)) {
+    return fail(
+      "invalid_sensor_id",
+      `sensor_id ${JSON.stringify(sensorId)?.slice(0, 80)} is not valid: 1-128 characters of A-Z a-z 0-9 _ . : -, starting with a letter or digit`,
+    );
+  }
+
+  if (obj.timestamp === undefined) return fail("missing_timestamp", "timestamp is missing");
+  const time = parseTimestamp(obj.timestamp);
+  if (typeof time === "string") return fail("invalid_timestamp", time);
+  if (time < limits.minTime || time > now + limits.maxFutureMs) {
+    return fail(
+      "timestamp_out_of_range",
+      `timestamp ${describeTime(time)} is outside the accepted range: from ${new Date(limits.minTime).toISOString()} to ${limits.maxFutureMs / 1000} s ahead of the worker's clock`,
+    );
+  }
+
+  const fields: Record<string, number> = {};
+  const tags: Record<string, string> = {};
+  let fieldCount = 0;
+  let tagCount = 0;
+  for (const key in obj) {
+    if (key === "sensor_id" || key === "timestamp") continue;
+    const value = obj[key];
+    if (!KEY_PATTERN.test(key)) {
+      return fail(
+        "invalid_key",
+        `key ${JSON.stringify(key.slice(0, 80))} is not valid: 1-64 characters of A-Z a-z 0-9 _, starting with a letter`,
+      );
+    }
+    if (RESERVED_KEYS.has(key)) return fail("reserved_key", `key ${JSON.stringify(key)} is reserved`);
+    if (typeof value === "number") {
+      if (!Number.isFinite(value)) return fail("non_finite_field", `field ${key} is not a finite number`);
+      if (++fieldCount > MAX_FIELDS) return fail("too_many_keys", `more than ${MAX_FIELDS} numeric fields`);
+      fields[key] = value;
+    } else if (typeof value === "string") {
+      if (value.length === 0 || value.length > MAX_TAG_VALUE_LENGTH || hasControlCharacter(value)) {
+        return fail(
+          "invalid_tag_value",
+          `tag ${key} must be 1-${MAX_TAG_VALUE_LENGTH} characters without control characters`,
+        );
+      }
+      if (++tagCount > MAX_TAGS) return fail("too_many_keys", `more than ${MAX_TAGS} string tags`);
+      tags[key] = value;
+    } else {
+      return fail(
+        "invalid_value_type",
+        `key ${key} has a ${typeName(value)} value; fields must be numbers and tags strings`,
+      );
+    }
+  }
+  if (fieldCount === 0)
+    return fail("no_fields", "a reading needs at least one numeric field, e.g. temperature");
+  return { ok: true, reading: { sensorId, time, fields, tags } };
+}

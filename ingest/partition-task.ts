@@ -1,0 +1,178 @@
+/**
+ * Everything the worker computes for one Kafka partition of sensor-readings-raw: parse, detect,
+ * window. It owns that partition's state (detectors, open windows, stream time), records which
+ * state keys a batch touched, and hands them out as changelog entries so the state can be
+ * rebuilt exactly after a crash or on another worker. No I/O happens here.
+ */
+import { type DeadLetterReason, parseReading, type ReadingLimits } from "../common/reading.js";
+import { MEASUREMENTS } from "../common/topics.js";
+import { type DetectorConfig, detect, type FieldState, newFieldState } from "./detectors.js";
+import type { TaggedLine } from "./influx-writer.js";
+import { pointLine } from "./line-protocol.js";
+import {
+  addToWindow,
+  closeWindows,
+  isLate,
+  type SensorWindows,
+  type WindowConfig,
+  type WindowResult,
+} from "./windows.js";
+
+export interface TaskConfig {
+  detectors: DetectorConfig;
+  windows: WindowConfig;
+  limits: ReadingLimits;
+}
+
+export interface InputMessage {
+  value: Buffer | null;
+}
+
+export interface DeadLetter {
+  index: number;
+  reason: DeadLetterReason;
+  detail: string;
+}
+
+export interface BatchOutput {
+  lines: TaggedLine[];
+  deadLetters: DeadLetter[];
+  /** Indexes of readings that arrived after their window was final. */
+  late: number[];
+  windows: WindowResult[];
+  readings: number;
+  anomalies: number;
+}
+
+export interface ChangelogEntry {
+  key: string;
+  /** JSON, or null for a tombstone. */
+  value: string | null;
+}
+
+const SEP = "\u001f";
+const META_KEY = "meta";
+
+export class PartitionTask {
+  private maxEventTime = Number.NEGATIVE_INFINITY;
+  private readonly detectors = new Map<string, FieldState>();
+  private readonly windows = new Map<string, SensorWindows>();
+  private readonly dirty = new Set<string>();
+
+  constructor(private readonly config: TaskConfig) {}
+
+  process(messages: InputMessage[], now: number): BatchOutput {
+    const out: BatchOutput = { lines: [], deadLetters: [], late: [], windows: [], readings: 0, anomalies: 0 };
+    const touchedSensors = new Set<string>();
+    for (let index = 0; index < messages.length; index++) {
+      const parsed = parseReading((messages[index] as InputMessage).value, now, this.config.limits);
+      if (!parsed.ok) {
+        out.deadLetters.push({ index, reason: parsed.reason, detail: parsed.detail });
+        continue;
+      }
+      const { sensorId, time, fields, tags } = parsed.reading;
+      out.readings++;
+      out.lines.push({
+        line: pointLine(MEASUREMENTS.readings, { ...tags, sensor_id: sensorId }, fields, time),
+        source: index,
+      });
+
+      for (const field in fields) {
+        const key = `d${SEP}${sensorId}${SEP}${field}`;
+        let state = this.detectors.get(key);
+        if (state === undefined) {
+          state = newFieldState();
+          this.detectors.set(key, state);
+        }
+        this.dirty.add(key);
+        for (const anomaly of detect(state, fields[field] as number, this.config.detectors)) {
+          out.anomalies++;
+          out.lines.push({
+            line: pointLine(
+              MEASUREMENTS.anomalies,
+              { sensor_id: sensorId, field, detector: anomaly.detector },
+              {
+                value: anomaly.value,
+                score: anomaly.score,
+                threshold: anomaly.threshold,
+                expected: anomaly.expected,
+              },
+              time,
+            ),
+            source: index,
+          });
+        }
+      }
+
+      if (time > this.maxEventTime) {
+        this.maxEventTime = time;
+        this.dirty.add(META_KEY);
+      }
+      if (isLate(time, this.maxEventTime, this.config.windows)) {
+        out.late.push(index);
+        continue;
+      }
+      let sensorWindows = this.windows.get(sensorId);
+      if (sensorWindows === undefined) {
+        sensorWindows = {};
+        this.windows.set(sensorId, sensorWindows);
+      }
+      addToWindow(sensorWindows, time, fields, this.config.windows);
+      touchedSensors.add(sensorId);
+    }
+    // Stream time only moves forward, so windows can only close when it does; closing is checked
+    // for every sensor with open windows, not just the ones in this batch.
+    if (out.readings > 0) {
+      for (const [sensorId, sensorWindows] of this.windows) {
+        const closed = closeWindows(sensorId, sensorWindows, this.maxEventTime, this.config.windows);
+        if (closed.length > 0) {
+          out.windows.push(...closed);
+          touchedSensors.add(sensorId);
+        }
+      }
+    }
+    for (const sensorId of touchedSensors) this.dirty.add(`w${SEP}${sensorId}`);
+    return out;
+  }
+
+  /** The state entries changed since the last call, as compacted-topic records. */
+  takeChangelog(): ChangelogEntry[] {
+    const entries: ChangelogEntry[] = [];
+    for (const key of this.dirty) {
+      if (key === META_KEY) {
+        entries.push({ key, value: JSON.stringify({ maxEventTime: this.maxEventTime }) });
+      } else if (key.startsWith(`d${SEP}`)) {
+        entries.push({ key, value: JSON.stringify(this.detectors.get(key)) });
+      } else {
+        const sensorId = key.slice(2);
+        const sensorWindows = this.windows.get(sensorId);
+        if (sensorWindows === undefined || Object.keys(sensorWindows).length === 0) {
+          this.windows.delete(sensorId);
+          entries.push({ key, value: null });
+        } else {
+          entries.push({ key, value: JSON.stringify(sensorWindows) });
+        }
+      }
+    }
+    this.dirty.clear();
+    return entries;
+  }
+
+  /** Applies one changelog record (in log order) while rebuilding the state. */
+  restore(key: string, value: string | null): void {
+    if (key === META_KEY) {
+      if (value !== null) this.maxEventTime = (JSON.parse(value) as { maxEventTime: number }).maxEventTime;
+    } else if (key.startsWith(`d${SEP}`)) {
+      if (value === null) this.detectors.delete(key);
+      else this.detectors.set(key, JSON.parse(value) as FieldState);
+    } else if (key.startsWith(`w${SEP}`)) {
+      const sensorId = key.slice(2);
+      if (value === null) this.windows.delete(sensorId);
+      else this.windows.set(sensorId, JSON.parse(value) as SensorWindows);
+    }
+  }
+
+  get stateSize(): { detectors: number; sensorsWithOpenWindows: number } {
+    return { detectors: this.detectors.size, sensorsWithOpenWindows: this.windows.size };
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The sensor simulator: produces the seed's readings to sensor-readings-raw, keyed by sensor.
+ *   npm run simulate -- --sensors 20 --rate 200 --duration 60
+ * Run with --help for every option.
+ */
+import { parseArgs } from "node:util";
+import { ConfigError, kafkaConfig } from "../common/config.js";
+import { createKafka, ensureTopics, withAdmin } from "../common/kafka.js";
+import { createLogger } from "../common/log.js";
+import { topicName } from "../common/topics.js";
+import { DEFAULT_SIMULATION, type SimulationOptions, simulate } from "./simulation.js";
+
+const HELP = `Usage: npm run simulate -- [options]
+  --sensors N         distinct sensors (default 10)
+  --rate N            messages per second, 0 = as fast as possible (default 10)
+  --count N           messages to send; 0 = no limit (default: no limit with --duration, else 1000)
+  --duration S        stop after S seconds
+  --interval-ms N     event-time spacing of one sensor's readings (default: 1000)
+  --start ISO|ms      event time of the first reading (default: now)
+  --anomaly P         probability a reading is a spike (default 0.01)
+  --out-of-order P    fraction of readings shifted back up to 5 s (default 0)
+  --late P            fraction of readings 5 min behind stream time (default 0)
+  --malformed P       fraction of malformed messages (default 0)
+  --seed N            random seed for reproducible traffic (default 42)
+Kafka comes from KAFKA_BROKERS (and KAFKA_TOPIC_PREFIX).`;
+
+function numberArg(
+  values: Record<string, string | boolean | undefined>,
+  name: string,
+  fallback: number,
+  min = 0,
+): number {
+  const text = values[name];
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (typeof text !== "string" || !Number.isFinite(n) || n < min) {
+    throw new ConfigError(`--${name} ${JSON.stringify(text)} is not valid: expected a number >= ${min}`);
+  }
+  return n;
+}
+
+function timeArg(text: string | undefined): number {
+  if (text === undefined) return Date.now();
+  const n = /^\d+$/.test(text) ? Number(text) : Date.parse(text);
+  if (!Number.isFinite(n))
+    throw new ConfigError(`--start ${JSON.stringify(text)} is not valid: expected epoch ms or an ISO date`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: Object.fromEntries(
+      [
+        "sensors",
+        "rate",
+        "count",
+        "duration",
+        "interval-ms",
+        "start",
+        "anomaly",
+        "out-of-order",
+        "late",
+        "malformed",
+        "seed",
+      ].map((k) => [k, { type: "string" as const }]),
+    ) as Record<string, { type: "string" }>,
+    allowPositionals: false,
+    strict: false,
+  });
+  if (process.argv.includes("--help") || process.argv.includes("-h")) {
+    console.log(HELP);
+    return;
+  }
+  const logger = createLogger("simulator");
+  const kafka = kafkaConfig();
+  const durationS = numberArg(values, "duration", 0);
+  const options: SimulationOptions = {
+    ...DEFAULT_SIMULATION,
+    sensors: numberArg(values, "sensors", DEFAULT_SIMULATION.sensors, 1),
+    count:
+      numberArg(values, "count", durationS > 0 ? 0 : DEFAULT_SIMULATION.count) || Number.MAX_SAFE_INTEGER,
+    intervalMs: numberArg(values, "interval-ms", DEFAULT_SIMULATION.intervalMs, 1),
+    startTime: timeArg(values.start as string | undefined),
+    anomalyProbability: numberArg(values, "anomaly", DEFAULT_SIMULATION.anomalyProbability),
+    outOfOrderFraction: numberArg(values, "out-of-order", 0),
+    lateFraction: numberArg(values, "late", 0),
+    malformedFraction: numberArg(values, "malformed", 0),
+    seed: numberArg(values, "seed", DEFAULT_SIMULATION.seed),
+  };
+  const rate = numberArg(values, "rate", 10);
+  const client = createKafka(kafka, logger);
+  await withAdmin(client, (admin) => ensureTopics(admin, kafka));
+  const producer = client.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const topic = topicName(kafka.topicPrefix, "raw");
+
+  let stop = false;
+  process.on("SIGINT", () => (stop = true));
+  process.on("SIGTERM", () => (stop = true));
+  const started = Date.now();
+  const deadline = durationS > 0 ? started + durationS * 1000 : Number.POSITIVE_INFINITY;
+  const chunk = rate > 0 ? Math.max(1, Math.min(500, Math.round(rate / 10))) : 500;
+  let sent = 0;
+  let lastProgress = 0;
+  let pending: { key: string; value: string }[] = [];
+  const flush = async () => {
+    if (pending.length === 0) return;
+    await producer.send({ topic, acks: -1, messages: pending });
+    sent += pending.length;
+    pending = [];
+  };
+  for (const message of simulate(options)) {
+    if (stop || Date.now() >= deadline) break;
+    pending.push({ key: message.key, value: message.value });
+    if (pending.length >= chunk) {
+      await flush();
+      if (rate > 0) {
+        const due = started + (sent / rate) * 1000;
+        const wait = due - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+      if (Date.now() - lastProgress > 1000) {
+        lastProgress = Date.now();
+        const elapsed = (Date.now() - started) / 1000;
+        process.stderr.write(
+          `\r[simulator] ${sent} messages to ${topic} in ${elapsed.toFixed(0)} s (${(sent / elapsed).toFixed(0)}/s)   `,
+        );
+      }
+    }
+  }
+  await flush();
+  const elapsed = (Date.now() - started) / 1000;
+  process.stderr.write(`\r[simulator] done: ${sent} messages to ${topic} in ${elapsed.toFixed(1)} s\n`);
+  await producer.disconnect();
+}
+
+main().catch((err) => {
+  console.error(err instanceof ConfigError ? err.message : err);
+  process.exit(err instanceof ConfigError ? 2 : 1);
+});

@@ -1,0 +1,234 @@
+/**
+ * Test harness over the real services: isolated topics and bucket per test, the real worker
+ * (in-process or as a killable child process), the real API, and produce/query helpers.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { inject } from "vitest";
+import { apiSettings } from "../../api/config.js";
+import { buildServer } from "../../api/server.js";
+import { influxConfig, kafkaConfig } from "../../common/config.js";
+import { createInflux } from "../../common/influx.js";
+import { createKafka, ensureTopics, type Kafka, withAdmin } from "../../common/kafka.js";
+import { type TopicName, topicName } from "../../common/topics.js";
+import { ingestSettings } from "../../ingest/config.js";
+import { IngestMetrics } from "../../ingest/metrics.js";
+import { IngestWorker } from "../../ingest/worker.js";
+
+export type Env = Record<string, string>;
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+export const READ_TOKEN = "test-read-token-0123456789";
+export const ADMIN_TOKEN = "test-admin-token-0123456789";
+
+/** A fresh bucket and topic prefix on the shared services, so tests never see each other's data. */
+export async function isolatedEnv(name: string, extra: Env = {}): Promise<Env> {
+  const services = inject("services");
+  const id = `${name}-${randomBytes(4).toString("hex")}`;
+  const bucket = `test-${id}`;
+  const orgs = (await influxApi(
+    services,
+    "GET",
+    `/api/v2/orgs?org=${encodeURIComponent(services.INFLUX_ORG)}`,
+  )) as {
+    orgs: { id: string }[];
+  };
+  const orgID = orgs.orgs[0]?.id;
+  await influxApi(services, "POST", "/api/v2/buckets", { orgID, name: bucket, retentionRules: [] });
+  return {
+    ...services,
+    INFLUX_BUCKET: bucket,
+    KAFKA_TOPIC_PREFIX: `${id}.`,
+    KAFKA_PARTITIONS: "3",
+    INGEST_GROUP_ID: `ingest-${id}`,
+    INGEST_METRICS_ENABLED: "false",
+    API_READ_TOKENS: READ_TOKEN,
+    API_ADMIN_TOKENS: ADMIN_TOKEN,
+    LOG_LEVEL: "warn",
+    ...extra,
+  };
+}
+
+async function influxApi(
+  services: Env | ReturnType<typeof inject<"services">>,
+  method: string,
+  path: string,
+  body?: unknown,
+) {
+  const res = await fetch(`${services.INFLUX_URL}${path}`, {
+    method,
+    headers: { authorization: `Token ${services.INFLUX_TOKEN}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`InfluxDB ${method} ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+export function kafkaFor(env: Env): Kafka {
+  return createKafka(kafkaConfig(env));
+}
+
+export async function createTopics(env: Env): Promise<void> {
+  await withAdmin(kafkaFor(env), (admin) => ensureTopics(admin, kafkaConfig(env)));
+}
+
+export function topic(env: Env, name: TopicName): string {
+  return topicName(env.KAFKA_TOPIC_PREFIX ?? "", name);
+}
+
+export interface Outgoing {
+  key: string | null;
+  value: string | Buffer | null;
+  partition?: number;
+}
+
+export async function produce(env: Env, messages: Outgoing[], name: TopicName = "raw"): Promise<void> {
+  await createTopics(env);
+  const producer = kafkaFor(env).producer();
+  await producer.connect();
+  try {
+    for (let i = 0; i < messages.length; i += 1000) {
+      await producer.send({ topic: topic(env, name), acks: -1, messages: messages.slice(i, i + 1000) });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+export interface Consumed {
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+  partition: number;
+  offset: string;
+}
+
+/** Reads a topic from the beginning until `count` messages arrived (or the timeout). Read-committed. */
+export async function consumeAll(
+  env: Env,
+  name: TopicName,
+  count: number,
+  timeoutMs = 30_000,
+): Promise<Consumed[]> {
+  const consumer = kafkaFor(env).consumer({ groupId: `reader-${randomBytes(6).toString("hex")}` });
+  const out: Consumed[] = [];
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic: topic(env, name), fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`only ${out.length} of ${count} messages on ${name} after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      if (count === 0) {
+        clearTimeout(timer);
+        resolve();
+      }
+      consumer
+        .run({
+          eachMessage: async ({ message, partition }) => {
+            const headers: Record<string, string> = {};
+            for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+            out.push({
+              key: message.key?.toString() ?? null,
+              value: message.value,
+              headers,
+              partition,
+              offset: message.offset,
+            });
+            if (out.length >= count) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+        })
+        .catch(reject);
+    });
+    // Anything beyond `count` that is already there shows up here too.
+    await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
+}
+
+export const quietLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? "warn" });
+
+/** The real worker, in this process. */
+export async function startWorker(
+  env: Env,
+): Promise<{ worker: IngestWorker; metrics: IngestMetrics; stop(): Promise<void> }> {
+  const settings = ingestSettings(env);
+  const metrics = new IngestMetrics();
+  const worker = new IngestWorker({ ...settings, logger: quietLogger, metrics });
+  await worker.start();
+  return { worker, metrics, stop: () => worker.stop() };
+}
+
+/** The real worker as a child process (`tsx ingest/main.ts`), for crash tests. */
+export function spawnWorker(env: Env): ChildProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", "ingest/main.ts"], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stderr?.on("data", (d) => process.env.TEST_LOG_LEVEL && process.stderr.write(d));
+  child.stdout?.on("data", (d) => process.env.TEST_LOG_LEVEL && process.stderr.write(d));
+  return child;
+}
+
+/** The real API on an ephemeral port. */
+export async function startApi(env: Env): Promise<{ url: string; stop(): Promise<void> }> {
+  const settings = apiSettings({ ...env, API_PORT: "0" });
+  const app = await buildServer({ settings, kafka: createKafka(settings.kafka) });
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, stop: () => app.close() };
+}
+
+export async function getJson<T = unknown>(
+  url: string,
+  token = READ_TOKEN,
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+/** Flux straight to InfluxDB, for assertions that should not depend on the API. */
+export async function fluxRows<T = Record<string, unknown>>(env: Env, query: string): Promise<T[]> {
+  const config = influxConfig(env);
+  return createInflux(config).getQueryApi(config.org).collectRows<T>(query);
+}
+
+export async function countPoints(env: Env, measurement: string, field: string): Promise<number> {
+  const rows = await fluxRows<{ _value: number }>(
+    env,
+    `from(bucket: "${env.INFLUX_BUCKET}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "${measurement}" and r._field == "${field}") |> group() |> count()`,
+  );
+  return rows[0]?._value ?? 0;
+}
+
+export async function eventually<T>(
+  what: string,
+  fn: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      last = await fn();
+      if (done(last)) return last;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(
+    `${what}: not reached within ${timeoutMs} ms (last value ${JSON.stringify(last)}${lastError ? `, last error ${lastError}` : ""})`,
+  );
+}
