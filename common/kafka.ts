@@ -5,7 +5,7 @@
 import { type Admin, Kafka, type KafkaConfig as KafkaJsConfig, logLevel } from "kafkajs";
 import type { Logger } from "pino";
 import type { KafkaConfig } from "./config.js";
-import { TOPICS, type TopicName, topicName } from "./topics.js";
+import { changelogTopic, TOPICS, type TopicName, topicName } from "./topics.js";
 
 export type {
   Admin,
@@ -35,8 +35,9 @@ export function createKafka(
       if (!logger) return;
       const { message, ...extra } = entry.log;
       const context = { namespace: entry.namespace, ...extra };
-      if (entry.level <= logLevel.ERROR) logger.error(context, message);
-      else if (entry.level === logLevel.WARN) logger.warn(context, message);
+      // kafkajs logs retriable protocol errors (coordinator loading, concurrent transactions) at
+      // ERROR and then recovers; what really fails surfaces as a thrown error, logged by the caller.
+      if (entry.level <= logLevel.WARN) logger.warn(context, message);
       else logger.debug(context, message);
     },
     ...overrides,
@@ -61,12 +62,29 @@ const TOPIC_SPECS: Record<TopicName, TopicSpec> = {
   late: { partitions: (c) => c.partitions },
   alerts: { partitions: (c) => c.partitions },
   alertRules: { partitions: () => 1, configEntries: COMPACTED },
-  // One changelog partition per raw partition: the worker's state for raw partition p lives in p.
-  ingestState: {
-    partitions: (c) => c.partitions,
-    configEntries: [...COMPACTED, { name: "max.message.bytes", value: String(8 * 1024 * 1024) }],
-  },
 };
+
+interface NewTopic {
+  topic: string;
+  numPartitions: number;
+  configEntries: { name: string; value: string }[];
+}
+
+async function createMissing(admin: Admin, topics: NewTopic[]): Promise<void> {
+  const existing = new Set(await admin.listTopics());
+  const missing = topics.filter((t) => !existing.has(t.topic));
+  if (missing.length === 0) return;
+  try {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: missing.map((t) => ({ ...t, replicationFactor: -1 })),
+    });
+  } catch (err) {
+    // Another process may have created them between listTopics and createTopics.
+    const now = new Set(await admin.listTopics());
+    if (missing.some((t) => !now.has(t.topic))) throw err;
+  }
+}
 
 /** Creates any of the product's topics that do not exist yet. Safe to call from every process. */
 export async function ensureTopics(
@@ -74,24 +92,37 @@ export async function ensureTopics(
   config: KafkaConfig,
   names = Object.keys(TOPICS) as TopicName[],
 ) {
-  const existing = new Set(await admin.listTopics());
-  const missing = names.filter((name) => !existing.has(topicName(config.topicPrefix, name)));
-  if (missing.length === 0) return;
-  try {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: missing.map((name) => ({
-        topic: topicName(config.topicPrefix, name),
-        numPartitions: TOPIC_SPECS[name].partitions(config),
-        replicationFactor: -1,
-        configEntries: TOPIC_SPECS[name].configEntries ?? [],
-      })),
-    });
-  } catch (err) {
-    // Another process may have created them between listTopics and createTopics.
-    const stillMissing = new Set(await admin.listTopics());
-    if (missing.some((name) => !stillMissing.has(topicName(config.topicPrefix, name)))) throw err;
-  }
+  await createMissing(
+    admin,
+    names.map((name) => ({
+      topic: topicName(config.topicPrefix, name),
+      numPartitions: TOPIC_SPECS[name].partitions(config),
+      configEntries: TOPIC_SPECS[name].configEntries ?? [],
+    })),
+  );
+}
+
+/**
+ * The worker's compacted state changelog: one partition per raw partition (state for raw
+ * partition p lives in changelog partition p), sized from the raw topic as it really is.
+ */
+export async function ensureChangelogTopic(
+  admin: Admin,
+  config: KafkaConfig,
+  groupId: string,
+): Promise<string> {
+  const topic = changelogTopic(config.topicPrefix, groupId);
+  const raw = topicName(config.topicPrefix, "raw");
+  const metadata = await admin.fetchTopicMetadata({ topics: [raw] });
+  const partitions = metadata.topics[0]?.partitions.length ?? config.partitions;
+  await createMissing(admin, [
+    {
+      topic,
+      numPartitions: partitions,
+      configEntries: [...COMPACTED, { name: "max.message.bytes", value: String(8 * 1024 * 1024) }],
+    },
+  ]);
+  return topic;
 }
 
 export async function withAdmin<T>(kafka: Kafka, fn: (admin: Admin) => Promise<T>): Promise<T> {

@@ -24,13 +24,14 @@ import {
   type Consumer,
   createKafka,
   type EachBatchPayload,
+  ensureChangelogTopic,
   ensureTopics,
   type Kafka,
   type KafkaMessage,
   type Producer,
   withAdmin,
 } from "../common/kafka.js";
-import { topicName } from "../common/topics.js";
+import { changelogTopic, topicName } from "../common/topics.js";
 import { InfluxWriter, WriteAbandoned } from "./influx-writer.js";
 import type { IngestMetrics } from "./metrics.js";
 import { type BatchOutput, PartitionTask, type TaskConfig } from "./partition-task.js";
@@ -70,12 +71,15 @@ export class IngestWorker {
       dlq: topicName(prefix, "deadLetter"),
       late: topicName(prefix, "late"),
       aggregated: topicName(prefix, "aggregated"),
-      state: topicName(prefix, "ingestState"),
+      state: changelogTopic(prefix, options.groupId),
     };
   }
 
   async start(): Promise<void> {
-    await withAdmin(this.kafka, (admin) => ensureTopics(admin, this.options.kafka));
+    await withAdmin(this.kafka, async (admin) => {
+      await ensureTopics(admin, this.options.kafka);
+      await ensureChangelogTopic(admin, this.options.kafka, this.options.groupId);
+    });
     const consumer = this.kafka.consumer({
       groupId: this.options.groupId,
       sessionTimeout: 30_000,

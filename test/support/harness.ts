@@ -154,7 +154,7 @@ export async function consumeAll(
   return out;
 }
 
-export const quietLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? "warn" });
+export const quietLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? "error" });
 
 /** The real worker, in this process. */
 export async function startWorker(
