@@ -232,3 +232,23 @@ export async function eventually<T>(
     `${what}: not reached within ${timeoutMs} ms (last value ${JSON.stringify(last)}${lastError ? `, last error ${lastError}` : ""})`,
   );
 }
+
+/** Total committed offset of the worker's group on the raw topic, and the topic's end offset. */
+export async function groupProgress(env: Env): Promise<{ committed: number; end: number }> {
+  return withAdmin(kafkaFor(env), async (admin) => {
+    const [ends, groups] = await Promise.all([
+      admin.fetchTopicOffsets(topic(env, "raw")),
+      admin.fetchOffsets({ groupId: env.INGEST_GROUP_ID as string, topics: [topic(env, "raw")] }),
+    ]);
+    return {
+      end: ends.reduce((n, p) => n + Number(p.high), 0),
+      committed: (groups[0]?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0),
+    };
+  });
+}
+
+/** Waits until the group has committed everything on the raw topic. */
+export async function drained(env: Env, timeoutMs = 120_000): Promise<number> {
+  const p = await eventually("all offsets committed", () => groupProgress(env), (g) => g.end > 0 && g.committed === g.end, timeoutMs);
+  return p.committed;
+}

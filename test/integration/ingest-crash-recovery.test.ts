@@ -1,0 +1,123 @@
+/**
+ * The real worker process is SIGKILLed mid-stream several times and restarted. The readings and
+ * anomaly flags it leaves in InfluxDB must equal those of an uninterrupted run over the same
+ * messages: detector state is restored from the changelog at exactly the committed offsets.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { simulate } from "../../ingest/simulation.js";
+import {
+  countPoints,
+  drained,
+  type Env,
+  fluxRows,
+  groupProgress,
+  isolatedEnv,
+  produce,
+  spawnWorker,
+  startWorker,
+} from "../support/harness.js";
+
+const COUNT = 40_000;
+const KILLS = 3;
+
+async function anomalies(env: Env): Promise<string[]> {
+  const rows = await fluxRows<{ sensor_id: string; field: string; detector: string; _time: string; _value: number }>(
+    env,
+    `from(bucket: "${env.INFLUX_BUCKET}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "anomalies" and r._field == "score")`,
+  );
+  return rows.map((r) => `${r.sensor_id}|${r.field}|${r.detector}|${r._time}|${r._value}`).sort();
+}
+
+describe("crash recovery: SIGKILL the worker mid-stream", () => {
+  let crashy: Env;
+  let reference: Env;
+  let killsMidStream = 0;
+  let distinctPoints = 0;
+
+  beforeAll(async () => {
+    crashy = await isolatedEnv("crash");
+    const ref = await isolatedEnv("crash-ref");
+    // Same raw topic, its own group, bucket and changelog.
+    reference = { ...ref, KAFKA_TOPIC_PREFIX: crashy.KAFKA_TOPIC_PREFIX as string };
+    const messages = [
+      ...simulate({
+        sensors: 25,
+        count: COUNT,
+        startTime: Date.UTC(2026, 0, 3),
+        intervalMs: 1000,
+        anomalyProbability: 0.02,
+        outOfOrderFraction: 0.05,
+        outOfOrderMs: 5000,
+        lateFraction: 0,
+        lateMs: 0,
+        malformedFraction: 0,
+        seed: 7,
+      }),
+    ].map((m) => ({ key: m.key, value: m.value }));
+    // Out-of-order readings can land on a timestamp the sensor already used: one point in InfluxDB.
+    distinctPoints = new Set(
+      messages.map((m) => {
+        const r = JSON.parse(m.value) as { sensor_id: string; timestamp: number };
+        return `${r.sensor_id}|${r.timestamp}`;
+      }),
+    ).size;
+    // The stream keeps arriving while the worker is killed and restarted.
+    const producing = (async () => {
+      for (let i = 0; i < messages.length; i += 2000) {
+        await produce(crashy, messages.slice(i, i + 2000));
+        await new Promise((r) => setTimeout(r, 400));
+      }
+    })();
+    await produce(crashy, []);
+
+    let last = 0;
+    for (let i = 0; i < KILLS; i++) {
+      const child = spawnWorker(crashy);
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      // Kill once it has committed something new, at a random moment after that.
+      const deadline = Date.now() + 60_000;
+      let progress = await groupProgress(crashy);
+      while (progress.committed <= last && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        progress = await groupProgress(crashy);
+      }
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 300)));
+      progress = await groupProgress(crashy);
+      if (progress.committed < progress.end) killsMidStream++;
+      last = progress.committed;
+      child.kill("SIGKILL");
+      await exited;
+    }
+    await producing;
+    const final = spawnWorker(crashy);
+    try {
+      await drained(crashy);
+    } finally {
+      final.kill("SIGTERM");
+      await new Promise((resolve) => final.once("exit", resolve));
+    }
+
+    const ok = await startWorker(reference);
+    try {
+      await drained(reference);
+    } finally {
+      await ok.stop();
+    }
+  });
+
+  it("killed the worker mid-stream every time", () => {
+    expect(killsMidStream).toBe(KILLS);
+  });
+
+  it("stores every reading exactly once", async () => {
+    expect(distinctPoints).toBeGreaterThan(COUNT * 0.99);
+    expect(await countPoints(crashy, "readings", "temperature")).toBe(distinctPoints);
+    expect(await countPoints(reference, "readings", "temperature")).toBe(distinctPoints);
+  });
+
+  it("flags exactly the anomalies of an uninterrupted run", async () => {
+    const [got, want] = await Promise.all([anomalies(crashy), anomalies(reference)]);
+    expect(want.length).toBeGreaterThan(COUNT * 0.01);
+    expect(got).toEqual(want);
+  });
+});
