@@ -21,7 +21,13 @@ const COUNT = 40_000;
 const KILLS = 3;
 
 async function anomalies(env: Env): Promise<string[]> {
-  const rows = await fluxRows<{ sensor_id: string; field: string; detector: string; _time: string; _value: number }>(
+  const rows = await fluxRows<{
+    sensor_id: string;
+    field: string;
+    detector: string;
+    _time: string;
+    _value: number;
+  }>(
     env,
     `from(bucket: "${env.INFLUX_BUCKET}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "anomalies" and r._field == "score")`,
   );
@@ -91,7 +97,7 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
     await producing;
     const final = spawnWorker(crashy);
     try {
-      await drained(crashy);
+      await drained(crashy, COUNT);
     } finally {
       final.kill("SIGTERM");
       await new Promise((resolve) => final.once("exit", resolve));
@@ -99,7 +105,7 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
 
     const ok = await startWorker(reference);
     try {
-      await drained(reference);
+      await drained(reference, COUNT);
     } finally {
       await ok.stop();
     }

@@ -27,16 +27,48 @@ const BAD: { key: string; value: string | Buffer | null; reason: string }[] = [
   { key: "sensor_b", value: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), reason: "invalid_utf8" },
   { key: "sensor_a", value: "[1,2]", reason: "not_an_object" },
   { key: "sensor_a", value: `{"temperature":1,"timestamp":${T0}}`, reason: "missing_sensor_id" },
-  { key: "sensor_a", value: `{"sensor_id":"a b","temperature":1,"timestamp":${T0}}`, reason: "invalid_sensor_id" },
+  {
+    key: "sensor_a",
+    value: `{"sensor_id":"a b","temperature":1,"timestamp":${T0}}`,
+    reason: "invalid_sensor_id",
+  },
   { key: "sensor_a", value: `{"sensor_id":"sensor_a","temperature":1}`, reason: "missing_timestamp" },
-  { key: "sensor_b", value: `{"sensor_id":"sensor_b","temperature":1,"timestamp":"yesterday"}`, reason: "invalid_timestamp" },
-  { key: "sensor_b", value: `{"sensor_id":"sensor_b","temperature":1,"timestamp":946684799999}`, reason: "timestamp_out_of_range" },
-  { key: "sensor_b", value: `{"sensor_id":"sensor_b","temperature":1,"timestamp":${Date.now() + 3_600_000}}`, reason: "timestamp_out_of_range" },
+  {
+    key: "sensor_b",
+    value: `{"sensor_id":"sensor_b","temperature":1,"timestamp":"yesterday"}`,
+    reason: "invalid_timestamp",
+  },
+  {
+    key: "sensor_b",
+    value: `{"sensor_id":"sensor_b","temperature":1,"timestamp":946684799999}`,
+    reason: "timestamp_out_of_range",
+  },
+  {
+    key: "sensor_b",
+    value: `{"sensor_id":"sensor_b","temperature":1,"timestamp":${Date.now() + 3_600_000}}`,
+    reason: "timestamp_out_of_range",
+  },
   { key: "sensor_a", value: `{"sensor_id":"sensor_a","timestamp":${T0}}`, reason: "no_fields" },
-  { key: "sensor_a", value: `{"sensor_id":"sensor_a","temperature":1e400,"timestamp":${T0}}`, reason: "non_finite_field" },
-  { key: "sensor_b", value: `{"sensor_id":"sensor_b","temperature":true,"timestamp":${T0}}`, reason: "invalid_value_type" },
-  { key: "sensor_b", value: `{"sensor_id":"sensor_b","time":1,"temperature":1,"timestamp":${T0}}`, reason: "reserved_key" },
-  { key: "sensor_a", value: JSON.stringify({ sensor_id: "sensor_a", temperature: 1, timestamp: T0, pad: "x".repeat(70_000) }), reason: "oversize" },
+  {
+    key: "sensor_a",
+    value: `{"sensor_id":"sensor_a","temperature":1e400,"timestamp":${T0}}`,
+    reason: "non_finite_field",
+  },
+  {
+    key: "sensor_b",
+    value: `{"sensor_id":"sensor_b","temperature":true,"timestamp":${T0}}`,
+    reason: "invalid_value_type",
+  },
+  {
+    key: "sensor_b",
+    value: `{"sensor_id":"sensor_b","time":1,"temperature":1,"timestamp":${T0}}`,
+    reason: "reserved_key",
+  },
+  {
+    key: "sensor_a",
+    value: JSON.stringify({ sensor_id: "sensor_a", temperature: 1, timestamp: T0, pad: "x".repeat(70_000) }),
+    reason: "oversize",
+  },
 ];
 
 describe("dead letters, out-of-order and late readings", () => {
@@ -96,16 +128,25 @@ describe("dead letters, out-of-order and late readings", () => {
 
   it("stores every valid reading, including out-of-order and late ones", async () => {
     const expected = 180 * 2 + 1 + 2 + 1;
-    const stored = await eventually("readings stored", () => countPoints(env, "readings", "temperature"), (n) => n >= expected);
+    const stored = await eventually(
+      "readings stored",
+      () => countPoints(env, "readings", "temperature"),
+      (n) => n >= expected,
+    );
     expect(stored).toBe(expected);
   });
 
   it("routes the late reading aside and emits each final window exactly once", async () => {
     const late = await consumeAll(env, "late", 1);
     expect(late).toHaveLength(1);
-    expect(JSON.parse(late[0]?.value?.toString() ?? "{}")).toMatchObject({ sensor_id: "sensor_a", temperature: 99 });
+    expect(JSON.parse(late[0]?.value?.toString() ?? "{}")).toMatchObject({
+      sensor_id: "sensor_a",
+      temperature: 99,
+    });
 
-    const windows = (await consumeAll(env, "aggregated", 6)).map((m) => JSON.parse(m.value?.toString() ?? "{}"));
+    const windows = (await consumeAll(env, "aggregated", 6)).map((m) =>
+      JSON.parse(m.value?.toString() ?? "{}"),
+    );
     expect(windows).toHaveLength(6);
     for (const sensor of ["sensor_a", "sensor_b"]) {
       for (let w = 0; w < 3; w++) {
@@ -121,7 +162,9 @@ describe("dead letters, out-of-order and late readings", () => {
       }
     }
     // The out-of-order reading made it into sensor_b's third window.
-    expect(windows.find((x) => x.sensor_id === "sensor_b" && x.window_start === T0 + 120_000)?.count).toBe(61);
+    expect(windows.find((x) => x.sensor_id === "sensor_b" && x.window_start === T0 + 120_000)?.count).toBe(
+      61,
+    );
     expect((await worker.metrics.late.get()).values[0]?.value).toBe(1);
     expect((await worker.metrics.deadLetters.get()).values[0]?.value).toBe(BAD.length);
   });

@@ -13,6 +13,7 @@ import { buildServer } from "../../api/server.js";
 import { influxConfig, kafkaConfig } from "../../common/config.js";
 import { createInflux } from "../../common/influx.js";
 import { createKafka, ensureTopics, type Kafka, withAdmin } from "../../common/kafka.js";
+import { routeInfluxClientLogs } from "../../common/log.js";
 import { type TopicName, topicName } from "../../common/topics.js";
 import { ingestSettings } from "../../ingest/config.js";
 import { IngestMetrics } from "../../ingest/metrics.js";
@@ -24,14 +25,17 @@ export const READ_TOKEN = "test-read-token-0123456789";
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
 
 /** A fresh bucket and topic prefix on the shared services, so tests never see each other's data. */
-export async function isolatedEnv(name: string, extra: Env = {}): Promise<Env> {
-  const services = inject("services");
+export async function isolatedEnv(
+  name: string,
+  extra: Env = {},
+  services: Env = { ...inject("services") },
+): Promise<Env> {
   const id = `${name}-${randomBytes(4).toString("hex")}`;
   const bucket = `test-${id}`;
   const orgs = (await influxApi(
     services,
     "GET",
-    `/api/v2/orgs?org=${encodeURIComponent(services.INFLUX_ORG)}`,
+    `/api/v2/orgs?org=${encodeURIComponent(services.INFLUX_ORG ?? "")}`,
   )) as {
     orgs: { id: string }[];
   };
@@ -155,6 +159,7 @@ export async function consumeAll(
 }
 
 export const quietLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? "error" });
+routeInfluxClientLogs(quietLogger);
 
 /** The real worker, in this process. */
 export async function startWorker(
@@ -247,8 +252,12 @@ export async function groupProgress(env: Env): Promise<{ committed: number; end:
   });
 }
 
-/** Waits until the group has committed everything on the raw topic. */
-export async function drained(env: Env, timeoutMs = 120_000): Promise<number> {
-  const p = await eventually("all offsets committed", () => groupProgress(env), (g) => g.end > 0 && g.committed === g.end, timeoutMs);
-  return p.committed;
+/** Waits until the raw topic holds `expected` messages and the group has committed all of them. */
+export async function drained(env: Env, expected: number, timeoutMs = 120_000): Promise<void> {
+  await eventually(
+    `${expected} offsets committed`,
+    () => groupProgress(env),
+    (g) => g.end === expected && g.committed === expected,
+    timeoutMs,
+  );
 }

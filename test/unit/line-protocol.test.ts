@@ -1,0 +1,127 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  escapeMeasurement,
+  escapeTag,
+  floatField,
+  pointLine,
+  stringField,
+} from "../../ingest/line-protocol.js";
+
+const T = 1730000000000;
+
+describe("escaping", () => {
+  it("escapes commas, equals signs, spaces and backslashes in tag keys and values", () => {
+    expect(escapeTag("a,b=c d\\e")).toBe("a\\,b\\=c\\ d\\\\e");
+    expect(escapeTag("plain_text-1.2")).toBe("plain_text-1.2");
+  });
+
+  it("escapes commas, spaces and backslashes in measurements, but not equals signs", () => {
+    expect(escapeMeasurement("my meas,x=y\\")).toBe("my\\ meas\\,x=y\\\\");
+  });
+
+  it("quotes string fields and escapes quotes and backslashes inside them", () => {
+    expect(stringField('say "hi" \\ bye')).toBe('"say \\"hi\\" \\\\ bye"');
+    expect(stringField("a,b c=d")).toBe('"a,b c=d"');
+  });
+
+  it("writes numbers as floats, never with an integer suffix", () => {
+    expect(floatField(21)).toBe("21");
+    expect(floatField(21.3)).toBe("21.3");
+    expect(floatField(-0.5)).toBe("-0.5");
+    expect(floatField(1e21)).toBe("1e+21");
+  });
+
+  it("refuses non-finite numbers", () => {
+    expect(() => floatField(Number.NaN)).toThrow(RangeError);
+    expect(() => floatField(Number.POSITIVE_INFINITY)).toThrow(/Infinity/);
+    expect(() => floatField(Number.NEGATIVE_INFINITY)).toThrow(RangeError);
+  });
+});
+
+describe("pointLine", () => {
+  it("writes the seed reading", () => {
+    expect(pointLine("readings", { sensor_id: "sensor_1" }, { temperature: 21.3 }, T)).toBe(
+      "readings,sensor_id=sensor_1 temperature=21.3 1730000000000",
+    );
+  });
+
+  it("sorts tag keys and escapes tags, field keys and the measurement", () => {
+    const line = pointLine(
+      "raw data",
+      { site: "north, hall=2", sensor_id: "s\\1", area: "a b" },
+      { "air temp": 20, humidity: 40.5 },
+      T,
+    );
+    expect(line).toBe(
+      "raw\\ data,area=a\\ b,sensor_id=s\\\\1,site=north\\,\\ hall\\=2 air\\ temp=20,humidity=40.5 1730000000000",
+    );
+  });
+
+  it("writes string fields quoted, booleans bare and integers without i", () => {
+    const line = pointLine("m", {}, { note: 'he said "ok"', ok: true, off: false, n: 3 }, T);
+    expect(line).toBe('m note="he said \\"ok\\"",ok=true,off=false,n=3 1730000000000');
+    expect(line).not.toMatch(/=3i/);
+  });
+
+  it("leaves out empty tag values", () => {
+    expect(pointLine("m", { a: "", b: "x" }, { v: 1 }, T)).toBe("m,b=x v=1 1730000000000");
+  });
+
+  it("truncates the timestamp to whole milliseconds", () => {
+    expect(pointLine("m", {}, { v: 1 }, T + 0.9)).toBe(`m v=1 ${T}`);
+  });
+
+  it("throws on a non-finite field and on a point without fields", () => {
+    expect(() => pointLine("m", {}, { v: Number.NaN }, T)).toThrow(RangeError);
+    expect(() => pointLine("m", {}, { v: Number.POSITIVE_INFINITY }, T)).toThrow(RangeError);
+    expect(() => pointLine("m", { a: "b" }, {}, T)).toThrow(/no fields/);
+  });
+
+  it("tag order in the input does not change the line", () => {
+    const tagsArb = fc.dictionary(
+      fc.string({ minLength: 1, maxLength: 8 }),
+      fc.string({ minLength: 1, maxLength: 8 }),
+      { maxKeys: 8 },
+    );
+    fc.assert(
+      fc.property(tagsArb, fc.infiniteStream(fc.nat()), (tags, randoms) => {
+        const entries = Object.entries(tags);
+        const shuffled = entries
+          .map((entry) => ({ entry, r: randoms.next().value as number }))
+          .sort((a, b) => a.r - b.r)
+          .map(({ entry }) => entry);
+        const a = pointLine("m", tags, { v: 1 }, T);
+        const b = pointLine("m", Object.fromEntries(shuffled), { v: 1 }, T);
+        expect(b).toBe(a);
+        const reversed = pointLine("m", Object.fromEntries(entries.reverse()), { v: 1 }, T);
+        expect(reversed).toBe(a);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("every tag survives escaping: unescaping the tag set gives the input back", () => {
+    const text = fc.string({
+      minLength: 1,
+      maxLength: 10,
+      unit: fc.constantFrom("a", ",", "=", " ", "\\", "z"),
+    });
+    fc.assert(
+      fc.property(fc.dictionary(text, text, { maxKeys: 5 }), (tags) => {
+        const line = pointLine("m", tags, { v: 1 }, T);
+        const tagSet = line.slice(0, line.length - ` v=1 ${T}`.length);
+        // Split on unescaped commas and equals signs, then unescape.
+        const parts = tagSet.match(/(?:\\.|[^,\\])+/g) ?? [];
+        expect(parts[0]).toBe("m");
+        const parsed: Record<string, string> = {};
+        for (const part of parts.slice(1)) {
+          const [key, value] = (part.match(/(?:\\.|[^=\\])+/g) ?? []).map((s) => s.replace(/\\(.)/g, "$1"));
+          parsed[key as string] = value as string;
+        }
+        expect(parsed).toEqual(tags);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});

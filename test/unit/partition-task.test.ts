@@ -1,0 +1,300 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { DEFAULT_LIMITS } from "../../common/reading.js";
+import {
+  type BatchOutput,
+  type ChangelogEntry,
+  type InputMessage,
+  PartitionTask,
+  type TaskConfig,
+} from "../../ingest/partition-task.js";
+import type { WindowResult } from "../../ingest/windows.js";
+
+/** 2024-10-27T03:33:00Z, a minute boundary. */
+const MINUTE = Date.UTC(2024, 9, 27, 3, 33);
+const NOW = MINUTE + 86_400_000;
+
+/** Small windows and eager detectors, so short streams close windows, go late and flag anomalies. */
+const CONFIG: TaskConfig = {
+  detectors: {
+    delta: { threshold: 5 },
+    zscore: { window: 5, threshold: 1.5, minSamples: 3 },
+    ewma: { alpha: 0.3, threshold: 2, warmup: 3 },
+  },
+  windows: { sizeMs: 10_000, allowedLatenessMs: 2_000 },
+  limits: DEFAULT_LIMITS,
+};
+
+function message(doc: unknown): InputMessage {
+  return { value: Buffer.from(typeof doc === "string" ? doc : JSON.stringify(doc)) };
+}
+
+function emptyOutput(): BatchOutput {
+  return { lines: [], deadLetters: [], late: [], windows: [], readings: 0, anomalies: 0 };
+}
+
+/** Appends a batch's output, shifting its message indexes by where the batch started. */
+function append(total: BatchOutput, out: BatchOutput, offset: number): void {
+  total.lines.push(...out.lines.map((l) => ({ ...l, source: l.source + offset })));
+  total.deadLetters.push(...out.deadLetters.map((d) => ({ ...d, index: d.index + offset })));
+  total.late.push(...out.late.map((i) => i + offset));
+  total.windows.push(...out.windows);
+  total.readings += out.readings;
+  total.anomalies += out.anomalies;
+}
+
+/**
+ * Windows close at the end of a batch, so where batches end decides the order windows of different
+ * sensors come out in, never which windows or what they hold.
+ */
+function sortWindows(windows: WindowResult[]): WindowResult[] {
+  return [...windows].sort(
+    (a, b) => a.sensor_id.localeCompare(b.sensor_id) || a.window_start - b.window_start,
+  );
+}
+
+function normalised(out: BatchOutput): BatchOutput {
+  return { ...out, windows: sortWindows(out.windows) };
+}
+
+function batchesOf(messages: InputMessage[], cuts: number[]): { batch: InputMessage[]; offset: number }[] {
+  const bounds = [...new Set(cuts.map((c) => c % (messages.length + 1)))].sort((a, b) => a - b);
+  const batches: { batch: InputMessage[]; offset: number }[] = [];
+  let start = 0;
+  for (const end of [...bounds, messages.length]) {
+    batches.push({ batch: messages.slice(start, end), offset: start });
+    start = end;
+  }
+  return batches;
+}
+
+/**
+ * Runs the batches; before each batch whose `crashBefore` flag is set, the task is replaced by a
+ * fresh one rebuilt from every changelog entry produced so far.
+ */
+function runBatches(
+  messages: InputMessage[],
+  cuts: number[],
+  crashBefore: boolean[] = [],
+): { output: BatchOutput; log: ChangelogEntry[]; task: PartitionTask } {
+  const output = emptyOutput();
+  const log: ChangelogEntry[] = [];
+  let task = new PartitionTask(CONFIG);
+  batchesOf(messages, cuts).forEach(({ batch, offset }, b) => {
+    if (crashBefore[b] === true) {
+      task = new PartitionTask(CONFIG);
+      for (const entry of log) task.restore(entry.key, entry.value);
+    }
+    append(output, task.process(batch, NOW), offset);
+    log.push(...task.takeChangelog());
+  });
+  return { output, log, task };
+}
+
+const MALFORMED = [
+  "",
+  "not json",
+  "[1,2]",
+  '{"sensor_id":"s1","timestamp":1730000000000}',
+  '{"sensor_id":"s1","timestamp":"yesterday","t":1}',
+  '{"sensor_id":"s 1","timestamp":1730000000000,"t":1}',
+];
+
+/** A stream of readings moving forward with jitter (some out of order, some late) and malformed messages. */
+const streamArb = fc
+  .array(
+    fc.oneof(
+      {
+        weight: 8,
+        arbitrary: fc.record({
+          sensor: fc.constantFrom("s1", "s2", "s3"),
+          step: fc.integer({ min: -25_000, max: 6_000 }),
+          temperature: fc.integer({ min: -3000, max: 3000 }).map((t) => t / 100),
+          humidity: fc.option(fc.integer({ min: 0, max: 100 }), { nil: undefined }),
+          site: fc.option(fc.constantFrom("north", "south hall", "a,b=c"), { nil: undefined }),
+        }),
+      },
+      { weight: 1, arbitrary: fc.constantFrom(...MALFORMED) },
+    ),
+    { maxLength: 80, size: "max" },
+  )
+  .map((items) => {
+    let clock = MINUTE + 3_000;
+    return items.map((item): InputMessage => {
+      if (typeof item === "string") return message(item);
+      const { sensor, step, temperature, humidity, site } = item;
+      if (step >= 0) clock += step;
+      const doc: Record<string, unknown> = {
+        sensor_id: sensor,
+        temperature,
+        timestamp: step >= 0 ? clock : clock + step,
+      };
+      if (humidity !== undefined) doc.humidity = humidity;
+      if (site !== undefined) doc.site = site;
+      return message(doc);
+    });
+  });
+
+const cutsArb = fc.array(fc.nat(), { maxLength: 8 });
+
+describe("PartitionTask", () => {
+  it("writes a readings line per reading and dead-letters the rest with their message index", () => {
+    const task = new PartitionTask(CONFIG);
+    const out = task.process(
+      [
+        message({ sensor_id: "sensor_1", temperature: 21.3, timestamp: MINUTE }),
+        message("not json"),
+        { value: null },
+        message({ sensor_id: "sensor_1", temperature: 21.4, site: "north", timestamp: MINUTE + 1000 }),
+        message({ sensor_id: "sensor_1", ok: true, timestamp: MINUTE + 2000 }),
+      ],
+      NOW,
+    );
+    expect(out.lines).toEqual([
+      { line: `readings,sensor_id=sensor_1 temperature=21.3 ${MINUTE}`, source: 0 },
+      { line: `readings,sensor_id=sensor_1,site=north temperature=21.4 ${MINUTE + 1000}`, source: 3 },
+    ]);
+    expect(out.deadLetters.map((d) => [d.index, d.reason])).toEqual([
+      [1, "invalid_json"],
+      [2, "empty"],
+      [4, "invalid_value_type"],
+    ]);
+    expect(out.readings).toBe(2);
+    expect(out.anomalies).toBe(0);
+    expect(out.windows).toEqual([]);
+    expect(out.late).toEqual([]);
+  });
+
+  it("writes an anomaly line at the reading's time, tagged by sensor, field and detector", () => {
+    const task = new PartitionTask(CONFIG);
+    const out = task.process(
+      [
+        message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE }),
+        message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE + 1000 }),
+      ],
+      NOW,
+    );
+    expect(out.anomalies).toBe(1);
+    expect(out.lines[2]).toEqual({
+      line: `anomalies,detector=delta,field=temperature,sensor_id=s1 value=30,score=10,threshold=5,expected=20 ${MINUTE + 1000}`,
+      source: 1,
+    });
+  });
+
+  it("emits a window once stream time passes its end plus lateness, and routes later readings aside", () => {
+    const task = new PartitionTask(CONFIG);
+    const first = task.process(
+      [
+        message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE + 1_000 }),
+        message({ sensor_id: "s1", temperature: 22, timestamp: MINUTE + 9_999 }),
+        message({ sensor_id: "s1", temperature: 21, timestamp: MINUTE + 11_999 }),
+      ],
+      NOW,
+    );
+    expect(first.windows).toEqual([]);
+    const second = task.process(
+      [
+        message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 12_000 }),
+        message({ sensor_id: "s1", temperature: 24, timestamp: MINUTE + 5_000 }),
+      ],
+      NOW,
+    );
+    expect(second.late).toEqual([1]);
+    // s1's first window closes in a batch where s1 itself sent only a late reading.
+    expect(second.windows).toEqual([
+      {
+        sensor_id: "s1",
+        window_start: MINUTE,
+        window_end: MINUTE + 10_000,
+        count: 2,
+        avg_temperature: 21,
+        min_temperature: 20,
+        max_temperature: 22,
+        count_temperature: 2,
+      },
+    ]);
+    // A late reading is still stored.
+    expect(second.lines.map((l) => l.source)).toContain(1);
+  });
+
+  it("gives the same lines, windows, late readings and dead letters however the stream is split", () => {
+    fc.assert(
+      fc.property(streamArb, cutsArb, (messages, cuts) => {
+        const whole = runBatches(messages, []).output;
+        const split = runBatches(messages, cuts).output;
+        expect(normalised(split)).toEqual(normalised(whole));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("recovers from a crash: state rebuilt from the changelog continues exactly as the original", () => {
+    fc.assert(
+      fc.property(streamArb, cutsArb, fc.array(fc.boolean(), { maxLength: 9 }), (messages, cuts, crashes) => {
+        const whole = runBatches(messages, []).output;
+        const recovered = runBatches(messages, cuts, crashes).output;
+        expect(normalised(recovered)).toEqual(normalised(whole));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("recovers after every batch of a stream that exercises windows, lateness and anomalies", () => {
+    const generated = fc.sample(streamArb, { numRuns: 40, seed: 20241027 });
+    let late = 0;
+    let windows = 0;
+    let anomalies = 0;
+    let deadLetters = 0;
+    for (const messages of generated) {
+      const cuts = messages.map((_, i) => i);
+      const whole = runBatches(messages, []).output;
+      const recovered = runBatches(messages, cuts, cuts.map(() => true).concat(true));
+      expect(normalised(recovered.output)).toEqual(normalised(whole));
+      late += whole.late.length;
+      windows += whole.windows.length;
+      anomalies += whole.anomalies;
+      deadLetters += whole.deadLetters.length;
+    }
+    // The generated streams must actually reach the paths the equality covers.
+    expect(late).toBeGreaterThan(20);
+    expect(windows).toBeGreaterThan(20);
+    expect(anomalies).toBeGreaterThan(20);
+    expect(deadLetters).toBeGreaterThan(20);
+  });
+
+  it("hands out each changed state key once per batch and tombstones a sensor without open windows", () => {
+    const task = new PartitionTask(CONFIG);
+    task.process(
+      [
+        message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE + 1_000 }),
+        message({ sensor_id: "s1", temperature: 21, timestamp: MINUTE + 2_000 }),
+      ],
+      NOW,
+    );
+    const first = task.takeChangelog();
+    expect(first.map((e) => e.key).length).toBe(new Set(first.map((e) => e.key)).size);
+    expect(first.filter((e) => e.value === null)).toEqual([]);
+    expect(task.takeChangelog()).toEqual([]);
+
+    // s2 moves stream time past s1's only window: s1 has no open windows left.
+    task.process([message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 30_000 })], NOW);
+    const second = task.takeChangelog();
+    const tombstones = second.filter((e) => e.value === null);
+    expect(tombstones).toHaveLength(1);
+    expect(tombstones[0]?.key).toContain("s1");
+    expect(task.stateSize).toEqual({ detectors: 2, sensorsWithOpenWindows: 1 });
+
+    const rebuilt = new PartitionTask(CONFIG);
+    for (const entry of [...first, ...second]) rebuilt.restore(entry.key, entry.value);
+    expect(rebuilt.stateSize).toEqual({ detectors: 2, sensorsWithOpenWindows: 1 });
+  });
+
+  it("a batch of only dead letters changes no state", () => {
+    const task = new PartitionTask(CONFIG);
+    task.process([message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE })], NOW);
+    task.takeChangelog();
+    const out = task.process([message("nope"), { value: null }], NOW);
+    expect(out.deadLetters.map((d) => d.index)).toEqual([0, 1]);
+    expect(task.takeChangelog()).toEqual([]);
+  });
+});
