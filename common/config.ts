@@ -81,7 +81,8 @@ export function kafkaConfig(env: Env = process.env): KafkaConfig {
   if (brokers.length === 0)
     throw new ConfigError("KAFKA_BROKERS is required: a comma-separated list of host:port");
   for (const broker of brokers) {
-    if (!/^[^\s:]+:\d{1,5}$/.test(broker)) {
+    const port = Number(broker.split(":").pop());
+    if (!/^[^\s:]+:\d{1,5}$/.test(broker) || port < 1 || port > 65535) {
       throw new ConfigError(`KAFKA_BROKERS entry ${JSON.stringify(broker)} is not valid: expected host:port`);
     }
   }

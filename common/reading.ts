@@ -28,6 +28,7 @@ export type DeadLetterReason =
   | "invalid_key"
   | "reserved_key"
   | "non_finite_field"
+  | "field_out_of_range"
   | "invalid_value_type"
   | "invalid_tag_value"
   | "too_many_keys"
@@ -55,6 +56,8 @@ export const DEFAULT_LIMITS: ReadingLimits = {
 export const SENSOR_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 export const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 export const MAX_FIELDS = 32;
+/** Larger magnitudes would overflow the detectors' sums of squares. */
+export const MAX_FIELD_MAGNITUDE = 1e100;
 export const MAX_TAGS = 16;
 export const MAX_TAG_VALUE_LENGTH = 256;
 /** Keys that InfluxDB, Flux or this schema already give a meaning to. */
@@ -92,10 +95,24 @@ function parseTimestamp(value: unknown): number | string {
     if (!RFC3339.test(value))
       return `timestamp ${JSON.stringify(value.slice(0, 64))} is not RFC 3339 (e.g. 2024-10-27T03:33:20Z)`;
     const ms = Date.parse(value.replace(" ", "T"));
-    if (Number.isNaN(ms)) return `timestamp ${JSON.stringify(value.slice(0, 64))} is not a real date`;
+    if (Number.isNaN(ms) || !realCalendarDate(value)) {
+      return `timestamp ${JSON.stringify(value.slice(0, 64))} is not a real date and time`;
+    }
     return ms;
   }
   return `timestamp must be epoch milliseconds (integer) or an RFC 3339 string, got ${typeName(value)}`;
+}
+
+/** Date.parse rolls 2024-02-30 over to March 1st and accepts hour 24; RFC 3339 allows neither. */
+function realCalendarDate(text: string): boolean {
+  const year = Number(text.slice(0, 4));
+  const month = Number(text.slice(5, 7));
+  const day = Number(text.slice(8, 10));
+  const hour = Number(text.slice(11, 13));
+  const minute = Number(text.slice(14, 16));
+  const second = Number(text.slice(17, 19));
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59;
 }
 
 function describeTime(ms: number): string {
@@ -174,6 +191,9 @@ export function parseReading(
     if (RESERVED_KEYS.has(key)) return fail("reserved_key", `key ${JSON.stringify(key)} is reserved`);
     if (typeof value === "number") {
       if (!Number.isFinite(value)) return fail("non_finite_field", `field ${key} is not a finite number`);
+      if (Math.abs(value) > MAX_FIELD_MAGNITUDE) {
+        return fail("field_out_of_range", `field ${key} is ${value}; the accepted magnitude is at most ${MAX_FIELD_MAGNITUDE}`);
+      }
       if (++fieldCount > MAX_FIELDS) return fail("too_many_keys", `more than ${MAX_FIELDS} numeric fields`);
       fields[key] = value;
     } else if (typeof value === "string") {

@@ -72,10 +72,11 @@ export function detect(state: FieldState, x: number, config: DetectorConfig): An
   const count = state.ring.length;
   if (count >= z.minSamples) {
     const mean = state.sum / count;
-    const variance = Math.max(0, state.sumSq / count - mean * mean);
-    const std = Math.sqrt(variance);
+    // sumSq/n - mean² leaves rounding residue on a flat series (≈1e-12 relative); that is no spread.
+    const variance = state.sumSq / count - mean * mean;
+    const std = variance > 1e-12 * Math.max(1, mean * mean) ? Math.sqrt(variance) : 0;
     if (std > 0) {
-      const score = Math.abs(x - mean) / std;
+      const score = finite(Math.abs(x - mean) / std);
       if (score > z.threshold)
         found.push({ detector: "zscore", value: x, score, threshold: z.threshold, expected: mean });
     }
@@ -90,7 +91,7 @@ export function detect(state: FieldState, x: number, config: DetectorConfig): An
     const std = Math.sqrt(state.variance);
     let deviation = x - state.mean;
     if (state.n >= e.warmup && std > 0) {
-      const score = Math.abs(deviation) / std;
+      const score = finite(Math.abs(deviation) / std);
       if (score > e.threshold) {
         found.push({ detector: "ewma", value: x, score, threshold: e.threshold, expected: state.mean });
       }
@@ -102,6 +103,11 @@ export function detect(state: FieldState, x: number, config: DetectorConfig): An
   }
   state.n++;
   return found;
+}
+
+/** Scores are stored as floats; an overflow (huge jump over a tiny spread) is the largest one. */
+function finite(score: number): number {
+  return Math.min(score, Number.MAX_VALUE);
 }
 
 function pushWindow(state: FieldState, x: number, window: number): void {

@@ -29,6 +29,7 @@ const REASONS: readonly DeadLetterReason[] = [
   "invalid_key",
   "reserved_key",
   "non_finite_field",
+  "field_out_of_range",
   "invalid_value_type",
   "invalid_tag_value",
   "too_many_keys",
@@ -197,6 +198,23 @@ describe("parseReading: every dead-letter reason", () => {
       expect(reason(parseObject({ ...base, [key]: 1 })), key).toBe("reserved_key");
   });
 
+  it("field_out_of_range: magnitudes above 1e100 are rejected, 1e100 itself is accepted", () => {
+    expect(reason(parseText('{"sensor_id":"s","timestamp":1730000000000,"temperature":1.0000001e100}'))).toBe(
+      "field_out_of_range",
+    );
+    expect(reason(parseText('{"sensor_id":"s","timestamp":1730000000000,"temperature":-1e308}'))).toBe(
+      "field_out_of_range",
+    );
+    expect(parseText('{"sensor_id":"s","timestamp":1730000000000,"temperature":1e100}').ok).toBe(true);
+  });
+
+  it("invalid_timestamp: calendar dates that do not exist", () => {
+    for (const t of ["2024-02-30T00:00:00Z", "2023-02-29T00:00:00Z", "2024-04-31T00:00:00Z", "2024-01-01T24:00:00Z"]) {
+      expect(reason(parseText(`{"sensor_id":"s","timestamp":"${t}","temperature":1}`))).toBe("invalid_timestamp");
+    }
+    expect(parseText('{"sensor_id":"s","timestamp":"2024-02-29T23:59:59Z","temperature":1}').ok).toBe(true);
+  });
+
   it("non_finite_field: 1e400 overflows to Infinity and is rejected", () => {
     const result = parseText('{"sensor_id":"s","timestamp":1730000000000,"temperature":1e400}');
     expect(reason(result)).toBe("non_finite_field");
@@ -227,6 +245,7 @@ describe("parseReading: every dead-letter reason", () => {
       ...cases.map((c) => c[2]),
       ...docs.map((d) => d[2]),
       "non_finite_field",
+      "field_out_of_range",
       "too_many_keys",
     ]);
     expect([...produced].sort()).toEqual(REASONS.filter((r) => r !== "influx_rejected").sort());
@@ -282,7 +301,7 @@ describe("parseReading: properties", () => {
     .string({ unit: "binary", minLength: 1, maxLength: 40 })
     .filter((s) => s.length <= 256 && [...s].every((c) => c.charCodeAt(0) >= 0x20 && c !== "\u007f"));
   const fieldValueArb = fc
-    .double({ noNaN: true, noDefaultInfinity: true })
+    .double({ noNaN: true, min: -1e100, max: 1e100 })
     // JSON writes -0 as 0.
     .map((x) => (x === 0 ? 0 : x));
   const validReadingArb = fc
