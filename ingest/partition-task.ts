@@ -55,6 +55,12 @@ const META_KEY = "meta";
 
 export class PartitionTask {
   private maxEventTime = Number.NEGATIVE_INFINITY;
+  /**
+   * The Kafka offset after the last message this state includes. A consumer can be handed an older
+   * position (a transactional offset commit not yet visible after a rebalance); messages before
+   * this offset are already in the state and its outputs, and must not be applied twice.
+   */
+  private nextOffset = -1n;
   private readonly detectors = new Map<string, FieldState>();
   private readonly windows = new Map<string, SensorWindows>();
   private readonly dirty = new Set<string>();
@@ -135,12 +141,27 @@ export class PartitionTask {
     return out;
   }
 
+  /** Drops the messages this state already includes; `offsets` are the messages' Kafka offsets. */
+  unseen<T extends { offset: string }>(messages: T[]): T[] {
+    if (this.nextOffset < 0n) return messages;
+    return messages.filter((m) => BigInt(m.offset) >= this.nextOffset);
+  }
+
+  /** Records that the state now includes everything before `offset`. */
+  advanceTo(offset: bigint): void {
+    this.nextOffset = offset;
+    this.dirty.add(META_KEY);
+  }
+
   /** The state entries changed since the last call, as compacted-topic records. */
   takeChangelog(): ChangelogEntry[] {
     const entries: ChangelogEntry[] = [];
     for (const key of this.dirty) {
       if (key === META_KEY) {
-        entries.push({ key, value: JSON.stringify({ maxEventTime: this.maxEventTime }) });
+        entries.push({
+          key,
+          value: JSON.stringify({ maxEventTime: this.maxEventTime, nextOffset: this.nextOffset.toString() }),
+        });
       } else if (key.startsWith(`d${SEP}`)) {
         entries.push({ key, value: JSON.stringify(this.detectors.get(key)) });
       } else {
@@ -161,7 +182,11 @@ export class PartitionTask {
   /** Applies one changelog record (in log order) while rebuilding the state. */
   restore(key: string, value: string | null): void {
     if (key === META_KEY) {
-      if (value !== null) this.maxEventTime = (JSON.parse(value) as { maxEventTime: number }).maxEventTime;
+      if (value !== null) {
+        const meta = JSON.parse(value) as { maxEventTime: number | null; nextOffset?: string };
+        this.maxEventTime = meta.maxEventTime ?? Number.NEGATIVE_INFINITY;
+        this.nextOffset = BigInt(meta.nextOffset ?? "-1");
+      }
     } else if (key.startsWith(`d${SEP}`)) {
       if (value === null) this.detectors.delete(key);
       else this.detectors.set(key, JSON.parse(value) as FieldState);

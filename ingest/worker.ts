@@ -127,8 +127,14 @@ export class IngestWorker {
     const started = performance.now();
     try {
       const task = await this.taskFor(partition);
-      const messages = batch.messages;
+      const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
+      const messages = task.unseen(batch.messages);
+      if (messages.length === 0) {
+        resolveOffset(batch.lastOffset());
+        return;
+      }
       const out = task.process(messages, Date.now());
+      task.advanceTo(BigInt(nextOffset));
       const rejected = await this.writer.write(out.lines, {
         heartbeat,
         shouldContinue: () => this.running && isRunning() && !isStale(),
@@ -154,7 +160,6 @@ export class IngestWorker {
         this.tasks.delete(partition);
         return;
       }
-      const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
       await this.commit(partition, messages, out, task, nextOffset);
       resolveOffset(batch.lastOffset());
       this.options.metrics?.recordBatch({

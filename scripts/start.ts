@@ -67,12 +67,12 @@ async function main(): Promise<void> {
     stopping = true;
     log("stopping…");
     await Promise.all(
-      children.map(
-        (c) =>
-          new Promise<void>((resolve) =>
-            c.exitCode !== null ? resolve() : (c.once("exit", () => resolve()), c.kill("SIGTERM")),
-          ),
-      ),
+      children.map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+        child.kill("SIGTERM");
+        await exited;
+      }),
     );
     await services.stop();
     process.exit(0);
