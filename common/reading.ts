@@ -112,7 +112,9 @@ function realCalendarDate(text: string): boolean {
   const minute = Number(text.slice(14, 16));
   const second = Number(text.slice(17, 19));
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59;
+  return (
+    month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59
+  );
 }
 
 function describeTime(ms: number): string {
@@ -192,7 +194,10 @@ export function parseReading(
     if (typeof value === "number") {
       if (!Number.isFinite(value)) return fail("non_finite_field", `field ${key} is not a finite number`);
       if (Math.abs(value) > MAX_FIELD_MAGNITUDE) {
-        return fail("field_out_of_range", `field ${key} is ${value}; the accepted magnitude is at most ${MAX_FIELD_MAGNITUDE}`);
+        return fail(
+          "field_out_of_range",
+          `field ${key} is ${value}; the accepted magnitude is at most ${MAX_FIELD_MAGNITUDE}`,
+        );
       }
       if (++fieldCount > MAX_FIELDS) return fail("too_many_keys", `more than ${MAX_FIELDS} numeric fields`);
       fields[key] = value;

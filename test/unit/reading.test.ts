@@ -209,8 +209,15 @@ describe("parseReading: every dead-letter reason", () => {
   });
 
   it("invalid_timestamp: calendar dates that do not exist", () => {
-    for (const t of ["2024-02-30T00:00:00Z", "2023-02-29T00:00:00Z", "2024-04-31T00:00:00Z", "2024-01-01T24:00:00Z"]) {
-      expect(reason(parseText(`{"sensor_id":"s","timestamp":"${t}","temperature":1}`))).toBe("invalid_timestamp");
+    for (const t of [
+      "2024-02-30T00:00:00Z",
+      "2023-02-29T00:00:00Z",
+      "2024-04-31T00:00:00Z",
+      "2024-01-01T24:00:00Z",
+    ]) {
+      expect(reason(parseText(`{"sensor_id":"s","timestamp":"${t}","temperature":1}`))).toBe(
+        "invalid_timestamp",
+      );
     }
     expect(parseText('{"sensor_id":"s","timestamp":"2024-02-29T23:59:59Z","temperature":1}').ok).toBe(true);
   });
