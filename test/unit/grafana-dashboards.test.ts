@@ -1,0 +1,200 @@
+/**
+ * The provisioned Grafana files: the committed dashboard JSON is exactly what grafana/build.ts
+ * renders, every datasource reference resolves to the provisioned datasource, and the provisioning
+ * YAML has what Grafana needs, wired to what docker-compose.yml gives the grafana service.
+ */
+import { readdir, readFile } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { DASHBOARDS_DIR, dashboards, PROVISIONING_DIR, render } from "../../grafana/catalog.js";
+import type { Dashboard } from "../../grafana/model.js";
+
+const ROOT = new URL("../../", import.meta.url);
+
+async function yamlFile(url: URL): Promise<unknown> {
+  return parse(await readFile(url, "utf8"), { merge: true });
+}
+
+interface DatasourceFile {
+  apiVersion: number;
+  datasources: {
+    name: string;
+    uid: string;
+    type: string;
+    access: string;
+    url: string;
+    isDefault: boolean;
+    jsonData: Record<string, unknown>;
+    secureJsonData: Record<string, unknown>;
+  }[];
+}
+
+interface ProviderFile {
+  apiVersion: number;
+  providers: { name: string; type: string; options: { path: string } }[];
+}
+
+interface ComposeFile {
+  services: Record<string, { environment?: Record<string, unknown>; volumes?: string[] }>;
+}
+
+const datasourceFile = () =>
+  yamlFile(new URL("datasources/influxdb.yaml", PROVISIONING_DIR)) as Promise<DatasourceFile>;
+const providerFile = () =>
+  yamlFile(new URL("dashboards/dashboards.yaml", PROVISIONING_DIR)) as Promise<ProviderFile>;
+const composeFile = () => yamlFile(new URL("docker-compose.yml", ROOT)) as Promise<ComposeFile>;
+
+/** Every `datasource` object anywhere in a dashboard: panels, targets, variables, annotations. */
+function datasourceRefs(value: unknown, path = "$"): { path: string; ref: unknown }[] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => datasourceRefs(v, `${path}[${i}]`));
+  if (value === null || typeof value !== "object") return [];
+  return Object.entries(value).flatMap(([key, v]) =>
+    key === "datasource" ? [{ path: `${path}.${key}`, ref: v }] : datasourceRefs(v, `${path}.${key}`),
+  );
+}
+
+/** Every Flux query of a dashboard, with where it sits. */
+function queries(d: Dashboard): { where: string; query: string }[] {
+  return [
+    ...d.panels.flatMap((p) => p.targets.map((t) => ({ where: `${p.title}/${t.refId}`, query: t.query }))),
+    ...d.templating.list.map((v) => ({ where: `variable ${v.name}`, query: v.query.query })),
+    ...d.annotations.list.map((a) => ({ where: `annotation ${a.name}`, query: a.target.query })),
+  ];
+}
+
+describe("Grafana dashboards as code", () => {
+  const all = dashboards();
+
+  it("commits exactly the files grafana/build.ts renders (run `npm run dashboards` when this fails)", async () => {
+    const committed = (await readdir(DASHBOARDS_DIR)).filter((f) => f.endsWith(".json")).sort();
+    expect(committed).toEqual(all.map((d) => d.file).sort());
+    for (const { file, dashboard } of all) {
+      expect(await readFile(new URL(file, DASHBOARDS_DIR), "utf8"), file).toBe(render(dashboard));
+    }
+  });
+
+  it("gives every dashboard its own uid and title, and every panel its own id and title", () => {
+    const uids = all.map((d) => d.dashboard.uid);
+    expect(new Set(uids).size).toBe(uids.length);
+    expect(uids).toEqual(["sensor-fleet", "sensor-detail", "sensor-alerts", "sensor-pipeline"]);
+    const titles = all.map((d) => d.dashboard.title);
+    expect(new Set(titles).size).toBe(titles.length);
+    for (const { dashboard } of all) {
+      expect(dashboard.uid).toMatch(/^[a-zA-Z0-9_-]{1,40}$/);
+      const ids = dashboard.panels.map((p) => p.id);
+      expect(new Set(ids).size, dashboard.uid).toBe(ids.length);
+      const panelTitles = dashboard.panels.map((p) => p.title);
+      expect(new Set(panelTitles).size, dashboard.uid).toBe(panelTitles.length);
+    }
+  });
+
+  it("resolves every datasource reference to the provisioned datasource", async () => {
+    const provisioned = new Map((await datasourceFile()).datasources.map((d) => [d.uid, d.type]));
+    for (const { file, dashboard } of all) {
+      const refs = datasourceRefs(JSON.parse(render(dashboard)));
+      // Panels, targets, variables and annotations: none may fall back to an unnamed default.
+      const targets = dashboard.panels.reduce((n, p) => n + p.targets.length, 0);
+      expect(refs.length, file).toBe(
+        dashboard.panels.length +
+          targets +
+          dashboard.templating.list.length +
+          dashboard.annotations.list.length,
+      );
+      for (const { path, ref } of refs) {
+        const { uid, type } = ref as { uid: string; type: string };
+        expect(provisioned.get(uid), `${file} ${path} → ${uid}`).toBe(type);
+      }
+    }
+  });
+
+  it("writes Flux that Grafana fills in: its range, window, bucket and the dashboard's variables", () => {
+    for (const { dashboard } of all) {
+      const variables = new Set(dashboard.templating.list.map((v) => v.name));
+      for (const { where, query } of queries(dashboard)) {
+        const at = `${dashboard.uid} ${where}`;
+        if (query.includes("from(bucket:")) {
+          expect(query, at).toMatch(/from\(bucket: v\.defaultBucket\)/);
+          expect(query, at).toMatch(
+            /range\(start: (v\.timeRangeStart|date\.sub\(d: \w+, from: v\.timeRangeStop\)), stop: v\.timeRangeStop\)/,
+          );
+        } else {
+          expect(query, at).toMatch(
+            /schema\.\w+\(bucket: v\.defaultBucket, .*start: v\.timeRangeStart, stop: v\.timeRangeStop\)/,
+          );
+        }
+        for (const [, name] of query.matchAll(/\$\{(?!__)(\w+)\}/g)) expect(variables, at).toContain(name);
+        // mean, sum and count are computed in InfluxDB's storage; other functions stream every point.
+        for (const [, fn] of query.matchAll(/aggregateWindow\([^)]*fn: (\w+)/g)) {
+          expect(["mean", "sum", "count"], at).toContain(fn);
+        }
+        for (const [, every] of query.matchAll(/aggregateWindow\(every: ([\w.]+)/g)) {
+          expect(["v.windowPeriod", "1m"], at).toContain(every);
+        }
+      }
+      for (const panel of dashboard.panels) {
+        for (const [, name] of `${panel.title} ${JSON.stringify(panel.fieldConfig)}`.matchAll(
+          /\$\{(?!__)(\w+)\}/g,
+        )) {
+          expect(variables, `${dashboard.uid} ${panel.title}`).toContain(name);
+        }
+      }
+    }
+  });
+
+  it("sets a time range, a refresh, units and a description on every panel", () => {
+    for (const { dashboard } of all) {
+      expect(dashboard.refresh).toBe("10s");
+      expect(dashboard.time.from).toMatch(/^now-\d+[mhd]$/);
+      for (const panel of dashboard.panels) {
+        const at = `${dashboard.uid} ${panel.title}`;
+        expect(panel.description.length, at).toBeGreaterThan(10);
+        expect(panel.gridPos.x + panel.gridPos.w, at).toBeLessThanOrEqual(24);
+        const d = panel.fieldConfig.defaults;
+        expect(d.unit !== undefined || d.decimals !== undefined, `${at} has a unit or decimals`).toBe(true);
+      }
+    }
+  });
+});
+
+describe("Grafana provisioning", () => {
+  it("provisions the InfluxDB datasource for Flux, from the grafana service's environment", async () => {
+    const file = await datasourceFile();
+    expect(file.apiVersion).toBe(1);
+    expect(file.datasources).toHaveLength(1);
+    const [ds] = file.datasources;
+    expect(ds).toMatchObject({
+      uid: "influxdb",
+      type: "influxdb",
+      access: "proxy",
+      url: "$INFLUX_URL",
+      isDefault: true,
+      jsonData: { version: "Flux", organization: "$INFLUX_ORG", defaultBucket: "$INFLUX_BUCKET" },
+      secureJsonData: { token: "$INFLUX_TOKEN" },
+    });
+    // The token is a secret: it must never sit in jsonData, where the UI and API show it.
+    expect(JSON.stringify(ds?.jsonData)).not.toMatch(/token/i);
+
+    const grafana = (await composeFile()).services.grafana;
+    const text = (await readFile(new URL("datasources/influxdb.yaml", PROVISIONING_DIR), "utf8")).replace(
+      /#.*$/gm,
+      "",
+    );
+    const used = [...text.matchAll(/\$\{?([A-Z_][A-Z0-9_]*)\}?/g)].map((m) => m[1]);
+    expect(used.sort()).toEqual(["INFLUX_BUCKET", "INFLUX_ORG", "INFLUX_TOKEN", "INFLUX_URL"]);
+    for (const name of used) expect(Object.keys(grafana?.environment ?? {})).toContain(name);
+  });
+
+  it("loads the dashboards from where docker-compose.yml mounts them", async () => {
+    const file = await providerFile();
+    expect(file.apiVersion).toBe(1);
+    expect(file.providers).toHaveLength(1);
+    expect(file.providers[0]).toMatchObject({
+      type: "file",
+      options: { path: "/var/lib/grafana/dashboards" },
+    });
+
+    const volumes = (await composeFile()).services.grafana?.volumes ?? [];
+    expect(volumes).toContain("./grafana/dashboards:/var/lib/grafana/dashboards:ro");
+    expect(volumes).toContain("./grafana/provisioning:/etc/grafana/provisioning:ro");
+  });
+});
