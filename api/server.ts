@@ -1,26 +1,39 @@
 /**
  * Builds the Fastify app: OpenAPI (@fastify/swagger, UI at /docs), problem-details errors, auth,
- * request metrics, and the route plugins. Listening is left to the caller (api/main.ts, tests).
+ * per-token rate limits, request metrics, and the route plugins. Listening is left to the caller (api/main.ts, tests).
  */
+import { createHash } from "node:crypto";
+import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type RouteOptions,
+} from "fastify";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { createInflux } from "../common/influx.js";
 import type { Kafka } from "../common/kafka.js";
 import { requireScope, type Scope } from "./auth.js";
 import type { ApiSettings } from "./config.js";
 import { FluxRunner } from "./influx-query.js";
-import { Problem, ProblemError } from "./problem.js";
+import { Problem, ProblemError, validationProblem } from "./problem.js";
 import { aggregatesRoutes } from "./routes/aggregates.js";
+import { alertsRoutes } from "./routes/alerts.js";
+import { anomaliesRoutes } from "./routes/anomalies.js";
+import { RuleStore } from "./rule-store.js";
 import { healthRoutes } from "./routes/health.js";
+import { rulesRoutes } from "./routes/rules.js";
+import { sensorsRoutes } from "./routes/sensors.js";
 
 export interface RouteContext {
   settings: ApiSettings;
   flux: FluxRunner;
   kafka: Kafka;
   registry: Registry;
+  rules: RuleStore;
   auth(scope: Scope): ReturnType<typeof requireScope>;
 }
 
@@ -28,20 +41,47 @@ export interface BuildOptions {
   settings: ApiSettings;
   kafka: Kafka;
   logger?: boolean | object;
+  /** Called for every route registered (tests use it to list the routes). */
+  onRoute?: (route: RouteOptions) => void;
+}
+
+/** The rate-limit key: a digest of the bearer token, so keys never hold a token; else the client address. */
+function rateLimitKey(authorization: string | undefined, ip: string): string {
+  const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "")?.[1];
+  return token ? `token:${createHash("sha256").update(token).digest("base64url")}` : `ip:${ip}`;
 }
 
 export async function buildServer({
   settings,
   kafka,
   logger = false,
+  onRoute,
 }: BuildOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger,
     genReqId: (req) =>
       (req.headers["x-request-id"] as string | undefined)?.slice(0, 64) || crypto.randomUUID(),
-    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, allErrors: true } },
+    // Sensor ids may be 128 characters; the router's default cap (100) would reject valid ones.
+    routerOptions: { maxParamLength: 256 },
+    // Errors the router raises before any route runs (bad URL encoding, over-long path parameter).
+    frameworkErrors: (error, request, reply) => {
+      const status = error.statusCode && error.statusCode < 500 ? error.statusCode : 400;
+      (reply as FastifyReply)
+        .status(status)
+        .type("application/problem+json")
+        .send({
+          type: "/problems/invalid-request",
+          title: "Invalid request",
+          status,
+          detail: `${error.message}: percent-encode the URL and keep each path segment under 256 characters`,
+          instance: request.url,
+        });
+    },
+    // verbose: validation errors carry the rejected value, so a problem can quote it.
+    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, allErrors: true, verbose: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  if (onRoute) app.addHook("onRoute", onRoute);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const httpLatency = new Histogram({
@@ -68,30 +108,13 @@ export async function buildServer({
     if (error instanceof ProblemError) {
       problem = error.toProblem(request.url);
     } else if ((error as FastifyError).validation) {
-      const fe = error as FastifyError;
-      const errors = (fe.validation ?? []).map((v) => ({
-        location: `${fe.validationContext ?? "request"}${v.instancePath ? v.instancePath.replace(/\//g, ".") : ""}${
-          v.keyword === "required" ? `.${(v.params as { missingProperty?: string }).missingProperty}` : ""
-        }`,
-        message: v.message ?? "is not valid",
-      }));
-      problem = {
-        type: "/problems/invalid-request",
-        title: "Invalid request",
-        status: 400,
-        detail: errors.map((e) => `${e.location} ${e.message}`).join("; "),
-        instance: request.url,
-        errors,
-      };
-    } else if (
-      typeof (error as FastifyError).statusCode === "number" &&
-      (error as FastifyError).statusCode! < 500
-    ) {
-      const status = (error as FastifyError).statusCode as number;
+      problem = validationProblem(error as FastifyError, request.url);
+    } else if (((error as FastifyError).statusCode ?? 500) < 500) {
+      // Fastify's own 4xx (malformed URL, unsupported media type, body too large): already say what was wrong.
       problem = {
         type: "/problems/http-error",
         title: "Request rejected",
-        status,
+        status: (error as FastifyError).statusCode as number,
         detail: error.message,
         instance: request.url,
       };
@@ -134,6 +157,20 @@ export async function buildServer({
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (json.$id as string) || `def-${i}` },
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
+  await app.register(rateLimit, {
+    max: settings.rateLimitPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => rateLimitKey(request.headers.authorization, request.ip),
+    // Liveness probes and the docs stay reachable whatever a client does.
+    allowList: (request) => request.routeOptions.url === "/health" || request.url.startsWith("/docs"),
+    errorResponseBuilder: (_request, context) =>
+      new ProblemError(
+        429,
+        "Too many requests",
+        `more than ${context.max} requests per minute for this token (or, without one, this address); retry after ${context.after} (the retry-after header gives seconds), or ask for a higher API_RATE_LIMIT_PER_MINUTE`,
+        "rate-limited",
+      ),
+  });
 
   const ctx: RouteContext = {
     settings,
@@ -141,8 +178,15 @@ export async function buildServer({
     registry,
     flux: new FluxRunner(createInflux(settings.influx), settings.influx.org, registry),
     auth: (scope) => requireScope(scope, settings.tokens),
+    rules: new RuleStore(kafka, settings.kafka),
   };
+  await ctx.rules.start();
+  app.addHook("onClose", () => ctx.rules.stop());
   await app.register(healthRoutes(ctx));
   await app.register(aggregatesRoutes(ctx));
+  await app.register(sensorsRoutes(ctx));
+  await app.register(anomaliesRoutes(ctx));
+  await app.register(alertsRoutes(ctx));
+  await app.register(rulesRoutes(ctx));
   return app;
 }

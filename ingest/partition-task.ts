@@ -5,8 +5,16 @@
  * rebuilt exactly after a crash or on another worker. No I/O happens here.
  */
 import { type DeadLetterReason, parseReading, type ReadingLimits } from "../common/reading.js";
+import { type AlertRule, selects } from "../common/rules.js";
 import { MEASUREMENTS } from "../common/topics.js";
-import { type DetectorConfig, detect, type FieldState, newFieldState } from "./detectors.js";
+import {
+  type AlertState,
+  checkDeadman,
+  evaluateReading,
+  newAlertState,
+  type Transition,
+} from "./alerting.js";
+import { type Anomaly, type DetectorConfig, detect, type FieldState, newFieldState } from "./detectors.js";
 import type { TaggedLine } from "./influx-writer.js";
 import { pointLine } from "./line-protocol.js";
 import {
@@ -28,6 +36,14 @@ export interface InputMessage {
   value: Buffer | null;
 }
 
+/** The enabled alert rules as of this batch; `version` changes whenever any rule does. */
+export interface RuleSet {
+  version: number;
+  rules: AlertRule[];
+}
+
+export const NO_RULES: RuleSet = { version: 0, rules: [] };
+
 export interface DeadLetter {
   index: number;
   reason: DeadLetterReason;
@@ -40,6 +56,8 @@ export interface BatchOutput {
   /** Indexes of readings that arrived after their window was final. */
   late: number[];
   windows: WindowResult[];
+  /** Alert transitions, in event order (already included in `lines`). */
+  transitions: Transition[];
   readings: number;
   anomalies: number;
 }
@@ -63,12 +81,24 @@ export class PartitionTask {
   private nextOffset = -1n;
   private readonly detectors = new Map<string, FieldState>();
   private readonly windows = new Map<string, SensorWindows>();
+  /** Alert state by rule id, then sensor id. */
+  private readonly alerts = new Map<string, Map<string, AlertState>>();
+  private rulesVersion = -1;
   private readonly dirty = new Set<string>();
 
   constructor(private readonly config: TaskConfig) {}
 
-  process(messages: InputMessage[], now: number): BatchOutput {
-    const out: BatchOutput = { lines: [], deadLetters: [], late: [], windows: [], readings: 0, anomalies: 0 };
+  process(messages: InputMessage[], now: number, rules: RuleSet = NO_RULES): BatchOutput {
+    const out: BatchOutput = {
+      lines: [],
+      deadLetters: [],
+      late: [],
+      windows: [],
+      transitions: [],
+      readings: 0,
+      anomalies: 0,
+    };
+    if (rules.version !== this.rulesVersion) this.dropDeletedRules(rules);
     const touchedSensors = new Set<string>();
     for (let index = 0; index < messages.length; index++) {
       const parsed = parseReading((messages[index] as InputMessage).value, now, this.config.limits);
@@ -83,6 +113,7 @@ export class PartitionTask {
         source: index,
       });
 
+      const flagged: Record<string, Anomaly[]> = {};
       for (const field in fields) {
         const key = `d${SEP}${sensorId}${SEP}${field}`;
         let state = this.detectors.get(key);
@@ -91,7 +122,9 @@ export class PartitionTask {
           this.detectors.set(key, state);
         }
         this.dirty.add(key);
-        for (const anomaly of detect(state, fields[field] as number, this.config.detectors)) {
+        const found = detect(state, fields[field] as number, this.config.detectors);
+        if (found.length > 0) flagged[field] = found;
+        for (const anomaly of found) {
           out.anomalies++;
           out.lines.push({
             line: pointLine(
@@ -111,9 +144,21 @@ export class PartitionTask {
       }
 
       if (time > this.maxEventTime) {
+        // Silence is judged on stream time, once per second of it: deterministic for any batching.
+        const second = Math.floor(time / 1000);
+        const advanced = second > Math.floor(this.maxEventTime / 1000);
         this.maxEventTime = time;
         this.dirty.add(META_KEY);
+        if (advanced) this.checkDeadmen(rules, out, index);
       }
+      for (const rule of rules.rules) {
+        const value = fields[rule.field];
+        if (value === undefined || !selects(rule, sensorId, tags)) continue;
+        const state = this.alertState(rule, sensorId);
+        const transition = evaluateReading(rule, sensorId, state, time, value, flagged[rule.field] ?? []);
+        if (transition) this.emit(transition, out, index);
+      }
+
       if (isLate(time, this.maxEventTime, this.config.windows)) {
         out.late.push(index);
         continue;
@@ -141,6 +186,59 @@ export class PartitionTask {
     return out;
   }
 
+  private alertState(rule: AlertRule, sensorId: string): AlertState {
+    let byRule = this.alerts.get(rule.id);
+    if (byRule === undefined) {
+      byRule = new Map();
+      this.alerts.set(rule.id, byRule);
+    }
+    let state = byRule.get(sensorId);
+    if (state === undefined) {
+      state = newAlertState(rule);
+      byRule.set(sensorId, state);
+    }
+    this.dirty.add(`a${SEP}${rule.id}${SEP}${sensorId}`);
+    return state;
+  }
+
+  private emit(t: Transition, out: BatchOutput, source: number): void {
+    out.transitions.push(t);
+    out.lines.push({
+      line: pointLine(
+        MEASUREMENTS.alerts,
+        { rule_id: t.rule.id, sensor_id: t.sensorId, severity: t.rule.severity, state: t.state },
+        { value: t.value, threshold: t.threshold, message: t.message, rule_name: t.rule.name },
+        t.time,
+      ),
+      source,
+    });
+  }
+
+  /** Deadman rules fire on silence, which only stream time moving on can reveal. */
+  private checkDeadmen(rules: RuleSet, out: BatchOutput, source: number): void {
+    for (const rule of rules.rules) {
+      if (rule.condition.type !== "deadman") continue;
+      for (const [sensorId, state] of this.alerts.get(rule.id) ?? []) {
+        const transition = checkDeadman(rule, sensorId, state, this.maxEventTime);
+        if (transition) {
+          this.dirty.add(`a${SEP}${rule.id}${SEP}${sensorId}`);
+          this.emit(transition, out, source);
+        }
+      }
+    }
+  }
+
+  /** State of rules that were deleted or disabled is dropped (and tombstoned in the changelog). */
+  private dropDeletedRules(rules: RuleSet): void {
+    const live = new Set(rules.rules.map((r) => r.id));
+    for (const [ruleId, byRule] of this.alerts) {
+      if (live.has(ruleId)) continue;
+      for (const sensorId of byRule.keys()) this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+      this.alerts.delete(ruleId);
+    }
+    this.rulesVersion = rules.version;
+  }
+
   /** Drops the messages this state already includes; `offsets` are the messages' Kafka offsets. */
   unseen<T extends { offset: string }>(messages: T[]): T[] {
     if (this.nextOffset < 0n) return messages;
@@ -164,6 +262,10 @@ export class PartitionTask {
         });
       } else if (key.startsWith(`d${SEP}`)) {
         entries.push({ key, value: JSON.stringify(this.detectors.get(key)) });
+      } else if (key.startsWith(`a${SEP}`)) {
+        const [, ruleId = "", sensorId = ""] = key.split(SEP);
+        const state = this.alerts.get(ruleId)?.get(sensorId);
+        entries.push({ key, value: state === undefined ? null : JSON.stringify(state) });
       } else {
         const sensorId = key.slice(2);
         const sensorWindows = this.windows.get(sensorId);
@@ -190,6 +292,17 @@ export class PartitionTask {
     } else if (key.startsWith(`d${SEP}`)) {
       if (value === null) this.detectors.delete(key);
       else this.detectors.set(key, JSON.parse(value) as FieldState);
+    } else if (key.startsWith(`a${SEP}`)) {
+      const [, ruleId = "", sensorId = ""] = key.split(SEP);
+      if (value === null) this.alerts.get(ruleId)?.delete(sensorId);
+      else {
+        let byRule = this.alerts.get(ruleId);
+        if (byRule === undefined) {
+          byRule = new Map();
+          this.alerts.set(ruleId, byRule);
+        }
+        byRule.set(sensorId, JSON.parse(value) as AlertState);
+      }
     } else if (key.startsWith(`w${SEP}`)) {
       const sensorId = key.slice(2);
       if (value === null) this.windows.delete(sensorId);

@@ -18,6 +18,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
+import { Registry } from "prom-client";
+import { CompactedTable } from "../common/compacted-table.js";
 import type { InfluxConfig, KafkaConfig } from "../common/config.js";
 import { createInflux } from "../common/influx.js";
 import {
@@ -31,10 +33,12 @@ import {
   type Producer,
   withAdmin,
 } from "../common/kafka.js";
+import { type AlertRule, parseStoredRule } from "../common/rules.js";
 import { changelogTopic, topicName } from "../common/topics.js";
 import { InfluxWriter, WriteAbandoned } from "./influx-writer.js";
 import type { IngestMetrics } from "./metrics.js";
-import { type BatchOutput, PartitionTask, type TaskConfig } from "./partition-task.js";
+import { payloadOf, WebhookNotifier } from "./notifier.js";
+import { type BatchOutput, PartitionTask, type RuleSet, type TaskConfig } from "./partition-task.js";
 
 export interface WorkerOptions {
   kafka: KafkaConfig;
@@ -52,7 +56,17 @@ const MARKER_KEY = "__restore_marker__";
 export class IngestWorker {
   private readonly kafka: Kafka;
   private readonly writer: InfluxWriter;
-  private readonly topics: { raw: string; dlq: string; late: string; aggregated: string; state: string };
+  private readonly topics: {
+    raw: string;
+    dlq: string;
+    late: string;
+    aggregated: string;
+    alerts: string;
+    state: string;
+  };
+  private readonly rules: CompactedTable<AlertRule>;
+  private ruleSet: RuleSet = { version: -1, rules: [] };
+  readonly notifier: WebhookNotifier;
   private consumer: Consumer | undefined;
   private readonly producers = new Map<number, Producer>();
   private readonly tasks = new Map<number, Promise<PartitionTask>>();
@@ -71,8 +85,16 @@ export class IngestWorker {
       dlq: topicName(prefix, "deadLetter"),
       late: topicName(prefix, "late"),
       aggregated: topicName(prefix, "aggregated"),
+      alerts: topicName(prefix, "alerts"),
       state: changelogTopic(prefix, options.groupId),
     };
+    this.rules = new CompactedTable(
+      this.kafka,
+      topicName(prefix, "alertRules"),
+      parseStoredRule,
+      options.logger,
+    );
+    this.notifier = new WebhookNotifier(options.logger, options.metrics?.registry ?? new Registry());
   }
 
   async start(): Promise<void> {
@@ -80,6 +102,8 @@ export class IngestWorker {
       await ensureTopics(admin, this.options.kafka);
       await ensureChangelogTopic(admin, this.options.kafka, this.options.groupId);
     });
+    // Rules first: no batch may be evaluated against a partial rule set.
+    await this.rules.start();
     const consumer = this.kafka.consumer({
       groupId: this.options.groupId,
       sessionTimeout: 30_000,
@@ -118,6 +142,20 @@ export class IngestWorker {
     await this.consumer?.disconnect();
     await Promise.all([...this.producers.values()].map((p) => p.disconnect()));
     this.producers.clear();
+    await this.rules.stop();
+    await this.notifier.drained();
+  }
+
+  /** The enabled rules, rebuilt only when the alert-rules table changed. Sorted for a stable order. */
+  private currentRules(): RuleSet {
+    if (this.ruleSet.version !== this.rules.version) {
+      const rules = this.rules
+        .values()
+        .filter((r) => r.enabled !== false)
+        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      this.ruleSet = { version: this.rules.version, rules };
+    }
+    return this.ruleSet;
   }
 
   private async handleBatch(payload: EachBatchPayload): Promise<void> {
@@ -133,7 +171,7 @@ export class IngestWorker {
         resolveOffset(batch.lastOffset());
         return;
       }
-      const out = task.process(messages, Date.now());
+      const out = task.process(messages, Date.now(), this.currentRules());
       task.advanceTo(BigInt(nextOffset));
       const rejected = await this.writer.write(out.lines, {
         heartbeat,
@@ -162,6 +200,7 @@ export class IngestWorker {
       }
       await this.commit(partition, messages, out, task, nextOffset);
       resolveOffset(batch.lastOffset());
+      this.notifier.notify(out.transitions);
       this.options.metrics?.recordBatch({
         partition,
         messages: messages.length,
@@ -228,6 +267,14 @@ export class IngestWorker {
                 headers: { "late-source-partition": String(partition), "late-source-offset": m.offset },
               };
             }),
+          }),
+        );
+      }
+      if (out.transitions.length > 0) {
+        sends.push(
+          transaction.send({
+            topic: this.topics.alerts,
+            messages: out.transitions.map((t) => ({ key: t.sensorId, value: JSON.stringify(payloadOf(t)) })),
           }),
         );
       }

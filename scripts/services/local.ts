@@ -213,9 +213,12 @@ export class LocalKafka extends LocalService {
   }
 }
 
-/** A KRaft cluster id: 16 random bytes, base64url without padding. */
+/** A KRaft cluster id: 16 random bytes, base64url; never starting with "-", which the CLI would take for an option. */
 function kafkaClusterId(): string {
-  return randomBytes(16).toString("base64url");
+  for (;;) {
+    const id = randomBytes(16).toString("base64url");
+    if (!id.startsWith("-")) return id;
+  }
 }
 
 export class LocalInflux extends LocalService {

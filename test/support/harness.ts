@@ -261,3 +261,43 @@ export async function drained(env: Env, expected: number, timeoutMs = 120_000): 
     timeoutMs,
   );
 }
+
+export async function sendJson<T = unknown>(
+  method: string,
+  url: string,
+  body: unknown,
+  { token = ADMIN_TOKEN, headers = {} as Record<string, string> } = {},
+): Promise<{ status: number; body: T; etag: string | null }> {
+  const res = await fetch(url, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...headers,
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : null) as T, etag: res.headers.get("etag") };
+}
+
+export interface StoredAlert {
+  rule_id: string;
+  sensor_id: string;
+  state: string;
+  severity: string;
+  _time: string;
+  _value: number;
+}
+
+/** Every alert transition in the bucket as "rule|sensor|state|time", sorted by time. */
+export async function alertHistory(env: Env, ruleNames: Map<string, string> = new Map()): Promise<string[]> {
+  const rows = await fluxRows<StoredAlert>(
+    env,
+    `from(bucket: "${env.INFLUX_BUCKET}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "alerts" and r._field == "value") |> group() |> sort(columns: ["_time", "rule_id", "sensor_id"])`,
+  );
+  return rows.map(
+    (r) =>
+      `${ruleNames.get(r.rule_id) ?? r.rule_id}|${r.sensor_id}|${r.state}|${new Date(r._time).toISOString()}`,
+  );
+}

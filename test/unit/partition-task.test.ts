@@ -30,7 +30,7 @@ function message(doc: unknown): InputMessage {
 }
 
 function emptyOutput(): BatchOutput {
-  return { lines: [], deadLetters: [], late: [], windows: [], readings: 0, anomalies: 0 };
+  return { lines: [], deadLetters: [], late: [], windows: [], transitions: [], readings: 0, anomalies: 0 };
 }
 
 /** Appends a batch's output, shifting its message indexes by where the batch started. */

@@ -1,0 +1,243 @@
+/**
+ * Alert-rule evaluation, pure and incremental. One small state machine per (rule, sensor):
+ * ok → pending (condition holds, waiting out `for`) → firing → ok. Only the edges are reported:
+ * one `firing` when an alert starts, one `resolved` when it ends, never one per reading.
+ * All times are event times, so a replay evaluates exactly as the first run did.
+ */
+import { type AlertRule, type Condition, durationToMs } from "../common/rules.js";
+import type { Anomaly } from "./detectors.js";
+
+export interface AlertState {
+  status: "ok" | "pending" | "firing";
+  /** Event time the condition started holding (pending) or the alert fired (firing). */
+  since: number;
+  /** Condition type the sub-state below belongs to; reset when a rule edit changes it. */
+  kind: string;
+  prevValue?: number;
+  prevTime?: number;
+  window?: { start: number; count: number; sum: number; min: number; max: number };
+  lastSeen?: number;
+  lastAnomaly?: number;
+}
+
+export interface Transition {
+  rule: AlertRule;
+  sensorId: string;
+  state: "firing" | "resolved";
+  time: number;
+  value: number;
+  threshold: number;
+  message: string;
+}
+
+/** What one evaluation saw: whether the condition holds, whether it is clear (hysteresis), the value. */
+interface Observation {
+  breach: boolean;
+  clear: boolean;
+  value: number;
+  threshold: number;
+  time: number;
+}
+
+const DEFAULT_RESOLVE_AFTER = "5m";
+
+export function newAlertState(rule: AlertRule): AlertState {
+  return { status: "ok", since: 0, kind: conditionKind(rule.condition) };
+}
+
+function conditionKind(c: Condition): string {
+  return c.type === "window" ? `window:${c.window}` : c.type;
+}
+
+function compare(
+  op: "above" | "below",
+  x: number,
+  limit: number,
+  hysteresis: number,
+): { breach: boolean; clear: boolean } {
+  return op === "above"
+    ? { breach: x > limit, clear: x <= limit - hysteresis }
+    : { breach: x < limit, clear: x >= limit + hysteresis };
+}
+
+function describe(rule: AlertRule, o: Observation, state: "firing" | "resolved", sensorId: string): string {
+  const c = rule.condition;
+  const what =
+    c.type === "threshold"
+      ? `${rule.field} ${o.value} ${c.op} ${c.value}`
+      : c.type === "rate_of_change"
+        ? `${rule.field} changing ${o.value.toPrecision(4)} per ${c.per} (${c.op} ${c.value})`
+        : c.type === "window"
+          ? `${c.window} ${c.fn} of ${rule.field} ${o.value.toPrecision(6)} (${c.op} ${c.value})`
+          : c.type === "anomaly"
+            ? `${rule.field} flagged as anomalous (${o.value})`
+            : `no reading for ${c.after}`;
+  return `${rule.name}: ${sensorId} ${state === "firing" ? "" : "back to normal after "}${what}`;
+}
+
+/** Advances the state machine with one observation; returns the transition it causes, if any. */
+function step(rule: AlertRule, sensorId: string, s: AlertState, o: Observation): Transition | undefined {
+  const forMs = rule.for ? durationToMs(rule.for) : 0;
+  if (s.status === "firing") {
+    if (!o.clear) return undefined;
+    s.status = "ok";
+    s.since = o.time;
+    return {
+      rule,
+      sensorId,
+      state: "resolved",
+      time: o.time,
+      value: o.value,
+      threshold: o.threshold,
+      message: describe(rule, o, "resolved", sensorId),
+    };
+  }
+  if (!o.breach) {
+    s.status = "ok";
+    return undefined;
+  }
+  if (s.status === "ok") {
+    s.status = "pending";
+    s.since = o.time;
+  }
+  if (o.time - s.since < forMs) return undefined;
+  s.status = "firing";
+  s.since = o.time;
+  return {
+    rule,
+    sensorId,
+    state: "firing",
+    time: o.time,
+    value: o.value,
+    threshold: o.threshold,
+    message: describe(rule, o, "firing", sensorId),
+  };
+}
+
+/**
+ * Evaluates one reading's value of `rule.field` (plus the anomalies flagged on it) against a rule.
+ * Deadman rules only note the reading here; `checkDeadman` decides silence.
+ */
+export function evaluateReading(
+  rule: AlertRule,
+  sensorId: string,
+  s: AlertState,
+  time: number,
+  x: number,
+  anomalies: Anomaly[],
+): Transition | undefined {
+  const kind = conditionKind(rule.condition);
+  if (s.kind !== kind) {
+    // The rule was edited to another kind of condition: its memory no longer applies.
+    Object.assign(s, {
+      kind,
+      prevValue: undefined,
+      prevTime: undefined,
+      window: undefined,
+      lastSeen: undefined,
+      lastAnomaly: undefined,
+    });
+  }
+  const c = rule.condition;
+  const h = rule.hysteresis ?? 0;
+  switch (c.type) {
+    case "threshold":
+      return step(rule, sensorId, s, { ...compare(c.op, x, c.value, h), value: x, threshold: c.value, time });
+    case "rate_of_change": {
+      const prevValue = s.prevValue;
+      const prevTime = s.prevTime;
+      if (prevTime !== undefined && time <= prevTime) return undefined; // out of order: no rate
+      s.prevValue = x;
+      s.prevTime = time;
+      if (prevValue === undefined || prevTime === undefined) return undefined;
+      const rate = ((x - prevValue) / (time - prevTime)) * durationToMs(c.per);
+      return step(rule, sensorId, s, {
+        ...compare(c.op, rate, c.value, h),
+        value: rate,
+        threshold: c.value,
+        time,
+      });
+    }
+    case "anomaly": {
+      const hit = anomalies.find((a) => c.detectors === undefined || c.detectors.includes(a.detector));
+      if (hit) s.lastAnomaly = Math.max(s.lastAnomaly ?? time, time);
+      const quiet =
+        s.lastAnomaly === undefined ||
+        time - s.lastAnomaly >= durationToMs(rule.resolve_after ?? DEFAULT_RESOLVE_AFTER);
+      return step(rule, sensorId, s, {
+        breach: hit !== undefined,
+        clear: quiet,
+        value: x,
+        threshold: hit?.threshold ?? 0,
+        time,
+      });
+    }
+    case "deadman": {
+      s.lastSeen = Math.max(s.lastSeen ?? time, time);
+      // Data arrived: a silent sensor is alive again.
+      return step(rule, sensorId, s, {
+        breach: false,
+        clear: true,
+        value: x,
+        threshold: durationToMs(c.after) / 1000,
+        time,
+      });
+    }
+    case "window": {
+      const size = durationToMs(c.window);
+      const start = Math.floor(time / size) * size;
+      const w = s.window;
+      let transition: Transition | undefined;
+      if (w !== undefined && start < w.start) return undefined; // belongs to a window already evaluated
+      if (w !== undefined && start > w.start) {
+        const value =
+          c.fn === "mean" ? w.sum / w.count : c.fn === "min" ? w.min : c.fn === "max" ? w.max : w.count;
+        transition = step(rule, sensorId, s, {
+          ...compare(c.op, value, c.value, h),
+          value,
+          threshold: c.value,
+          time: w.start + size,
+        });
+      }
+      if (w === undefined || start > w.start) s.window = { start, count: 1, sum: x, min: x, max: x };
+      else {
+        w.count++;
+        w.sum += x;
+        if (x < w.min) w.min = x;
+        if (x > w.max) w.max = x;
+      }
+      return transition;
+    }
+  }
+}
+
+/** Fires a deadman rule for a sensor whose last reading is `after` or more behind `streamTime`. */
+export function checkDeadman(
+  rule: AlertRule,
+  sensorId: string,
+  s: AlertState,
+  streamTime: number,
+): Transition | undefined {
+  const c = rule.condition;
+  if (c.type !== "deadman" || s.lastSeen === undefined || s.status === "firing") return undefined;
+  const after = durationToMs(c.after);
+  if (streamTime - s.lastSeen < after) return undefined;
+  s.status = "firing";
+  s.since = s.lastSeen + after;
+  const o = {
+    breach: true,
+    clear: false,
+    value: (streamTime - s.lastSeen) / 1000,
+    threshold: after / 1000,
+    time: s.lastSeen + after,
+  };
+  return {
+    rule,
+    sensorId,
+    state: "firing",
+    time: o.time,
+    value: o.value,
+    threshold: o.threshold,
+    message: describe(rule, o, "firing", sensorId),
+  };
+}
