@@ -32,7 +32,10 @@ export function scopeOf(header: string | undefined, tokens: TokenSet): Scope | u
   return undefined;
 }
 
-/** A preHandler that lets the request through only with a token of `scope` (admin satisfies read). */
+/**
+ * A preValidation hook that lets the request through only with a token of `scope` (admin satisfies
+ * read). preValidation: after the rate limit (onRequest), before parameters are looked at.
+ */
 export function requireScope(scope: Scope, tokens: TokenSet) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization;

@@ -13,6 +13,8 @@ export interface ApiSettings {
   maxRangeMs: number;
   /** Most points (rows) one response may hold. */
   maxPoints: number;
+  /** Requests one bearer token (or, without a token, one client address) may make per minute. */
+  rateLimitPerMinute: number;
 }
 
 export function apiSettings(env: Env = process.env): ApiSettings {
@@ -35,5 +37,6 @@ export function apiSettings(env: Env = process.env): ApiSettings {
     kafka: kafkaConfig(env),
     maxRangeMs: num(env, "API_MAX_RANGE_DAYS", 31, { min: 1 / 24, max: 3660 }) * 86_400_000,
     maxPoints: num(env, "API_MAX_POINTS", 50_000, { min: 100, max: 10_000_000, integer: true }),
+    rateLimitPerMinute: num(env, "API_RATE_LIMIT_PER_MINUTE", 600, { min: 1, max: 1_000_000, integer: true }),
   };
 }

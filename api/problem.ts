@@ -50,3 +50,37 @@ export const tooLarge = (detail: string) =>
 /** The standard error responses a route declares, so the OpenAPI document lists them. */
 export const problemResponses = (...codes: number[]) =>
   Object.fromEntries(codes.map((code) => [code, { $ref: "Problem#" }])) as Record<number, { $ref: string }>;
+
+interface ValidationIssue {
+  keyword: string;
+  instancePath: string;
+  message?: string;
+  params: Record<string, unknown>;
+  data?: unknown;
+}
+
+/** Fastify's schema-validation error as a problem: each bad parameter, its value, and what is accepted. */
+export function validationProblem(
+  error: { validation?: ValidationIssue[]; validationContext?: string },
+  instance: string,
+): Problem {
+  const errors = (error.validation ?? []).map((v) => {
+    const missing = v.keyword === "required" ? `.${String(v.params.missingProperty)}` : "";
+    const location = `${error.validationContext ?? "request"}${v.instancePath.replace(/\//g, ".")}${missing}`;
+    let message = v.message ?? "is not valid";
+    if (v.keyword === "enum") {
+      message = `must be one of ${(v.params.allowedValues as unknown[]).map(String).join(", ")}`;
+    }
+    const given =
+      v.keyword === "required" || v.data === undefined ? "" : ` (got ${JSON.stringify(v.data).slice(0, 80)})`;
+    return { location, message: `${message}${given}` };
+  });
+  return {
+    type: "/problems/invalid-request",
+    title: "Invalid request",
+    status: 400,
+    detail: errors.map((e) => `${e.location} ${e.message}`).join("; "),
+    instance,
+    errors,
+  };
+}

@@ -23,10 +23,10 @@ import { Problem, ProblemError, validationProblem } from "./problem.js";
 import { aggregatesRoutes } from "./routes/aggregates.js";
 import { alertsRoutes } from "./routes/alerts.js";
 import { anomaliesRoutes } from "./routes/anomalies.js";
-import { RuleStore } from "./rule-store.js";
 import { healthRoutes } from "./routes/health.js";
 import { rulesRoutes } from "./routes/rules.js";
 import { sensorsRoutes } from "./routes/sensors.js";
+import { RuleStore } from "./rule-store.js";
 
 export interface RouteContext {
   settings: ApiSettings;

@@ -58,9 +58,18 @@ export class CompactedTable<T> {
   async waitUntilCaughtUp(timeoutMs = 30_000): Promise<void> {
     const admin = this.kafka.admin();
     await admin.connect();
-    let ends: { partition: number; high: string }[];
+    let ends: { partition: number; high: string }[] = [];
     try {
-      ends = await admin.fetchTopicOffsets(this.topic);
+      // Right after the topic is created its leader may not be known yet ("not the leader").
+      for (let attempt = 1; ; attempt++) {
+        try {
+          ends = await admin.fetchTopicOffsets(this.topic);
+          break;
+        } catch (err) {
+          if (attempt >= 40) throw err;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
     } finally {
       await admin.disconnect();
     }

@@ -17,6 +17,11 @@ export function ingestSettings(env: Env = process.env): IngestSettings {
     kafka: kafkaConfig(env),
     influx: influxConfig(env),
     groupId: str(env, "INGEST_GROUP_ID", "sensor-ingest"),
+    sessionTimeoutMs: num(env, "INGEST_SESSION_TIMEOUT_MS", 30_000, {
+      min: 6000,
+      max: 300_000,
+      integer: true,
+    }),
     workerId: str(env, "INGEST_WORKER_ID", `${process.env.HOSTNAME ?? "worker"}-${process.pid}`),
     metricsEnabled: bool(env, "INGEST_METRICS_ENABLED", true),
     metricsPort: num(env, "INGEST_METRICS_PORT", 9464, { min: 0, max: 65535, integer: true }),

@@ -47,6 +47,8 @@ export interface WorkerOptions {
   task: TaskConfig;
   logger: Logger;
   metrics?: IngestMetrics;
+  /** How long the group waits for a silent worker (e.g. killed) before moving its partitions. */
+  sessionTimeoutMs?: number;
   /** Largest amount of data fetched per partition per batch. */
   maxBytesPerPartition?: number;
 }
@@ -106,8 +108,8 @@ export class IngestWorker {
     await this.rules.start();
     const consumer = this.kafka.consumer({
       groupId: this.options.groupId,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3000,
+      sessionTimeout: this.options.sessionTimeoutMs ?? 30_000,
+      heartbeatInterval: Math.floor((this.options.sessionTimeoutMs ?? 30_000) / 10),
       maxBytesPerPartition: this.options.maxBytesPerPartition ?? 1024 * 1024,
       readUncommitted: false,
     });

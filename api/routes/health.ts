@@ -38,12 +38,12 @@ export function healthRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     app.get(
       "/ready",
       {
-        preHandler: ctx.auth("read"),
+        preValidation: ctx.auth("read"),
         schema: {
           tags: ["operations"],
           summary: "Kafka and InfluxDB are reachable",
           security: [{ bearer: [] }],
-          response: { 200: Readiness, 503: Readiness, ...problemResponses(401) },
+          response: { 200: Readiness, 503: Readiness, ...problemResponses(401, 429) },
         },
       },
       async (_request, reply) => {
@@ -60,13 +60,13 @@ export function healthRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     app.get(
       "/metrics",
       {
-        preHandler: ctx.auth("read"),
+        preValidation: ctx.auth("read"),
         schema: {
           tags: ["operations"],
           summary: "Prometheus metrics",
           security: [{ bearer: [] }],
           produces: ["text/plain"],
-          response: { 200: Type.String(), ...problemResponses(401) },
+          response: { 200: Type.String(), ...problemResponses(401, 429) },
         },
       },
       async (_request, reply) => {

@@ -6,6 +6,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { simulate } from "../../ingest/simulation.js";
 import {
+  alertHistory,
   countPoints,
   drained,
   type Env,
@@ -13,7 +14,9 @@ import {
   groupProgress,
   isolatedEnv,
   produce,
+  sendJson,
   spawnWorker,
+  startApi,
   startWorker,
 } from "../support/harness.js";
 
@@ -41,7 +44,34 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
   let distinctPoints = 0;
 
   beforeAll(async () => {
-    crashy = await isolatedEnv("crash");
+    // A killed worker never says goodbye: let the group notice within seconds.
+    crashy = await isolatedEnv("crash", { INGEST_SESSION_TIMEOUT_MS: "6000" });
+    // Rules both runs evaluate: their transitions must come out identical too.
+    const api = await startApi(crashy);
+    try {
+      for (const rule of [
+        { name: "hot", condition: { type: "threshold", op: "above", value: 24 }, for: "3s", hysteresis: 0.5 },
+        {
+          name: "spiky",
+          condition: { type: "anomaly", detectors: ["zscore", "ewma"] },
+          resolve_after: "20s",
+        },
+        {
+          name: "hot-minute",
+          condition: { type: "window", fn: "max", window: "1m", op: "above", value: 26 },
+        },
+      ]) {
+        const created = await sendJson("POST", `${api.url}/v1/rules`, {
+          sensors: { type: "all" },
+          field: "temperature",
+          severity: "warning",
+          ...rule,
+        });
+        expect(created.status).toBe(201);
+      }
+    } finally {
+      await api.stop();
+    }
     const ref = await isolatedEnv("crash-ref");
     // Same raw topic, its own group, bucket and changelog.
     reference = { ...ref, KAFKA_TOPIC_PREFIX: crashy.KAFKA_TOPIC_PREFIX as string };
@@ -69,9 +99,9 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
     ).size;
     // The stream keeps arriving while the worker is killed and restarted.
     const producing = (async () => {
-      for (let i = 0; i < messages.length; i += 2000) {
-        await produce(crashy, messages.slice(i, i + 2000));
-        await new Promise((r) => setTimeout(r, 400));
+      for (let i = 0; i < messages.length; i += 1000) {
+        await produce(crashy, messages.slice(i, i + 1000));
+        await new Promise((r) => setTimeout(r, 500));
       }
     })();
     await produce(crashy, []);
@@ -109,7 +139,7 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
     } finally {
       await ok.stop();
     }
-  });
+  }, 400_000);
 
   it("killed the worker mid-stream every time", () => {
     expect(killsMidStream).toBe(KILLS);
@@ -119,6 +149,12 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
     expect(distinctPoints).toBeGreaterThan(COUNT * 0.99);
     expect(await countPoints(crashy, "readings", "temperature")).toBe(distinctPoints);
     expect(await countPoints(reference, "readings", "temperature")).toBe(distinctPoints);
+  });
+
+  it("records exactly the alert transitions of an uninterrupted run", async () => {
+    const [got, want] = await Promise.all([alertHistory(crashy), alertHistory(reference)]);
+    expect(want.length).toBeGreaterThan(20);
+    expect(got).toEqual(want);
   });
 
   it("flags exactly the anomalies of an uninterrupted run", async () => {

@@ -1,5 +1,7 @@
 /** Helpers for the API tests: seed readings through the real worker and wait until they are stored. */
+import { randomBytes } from "node:crypto";
 import type { FastifyInstance, RouteOptions } from "fastify";
+import { inject } from "vitest";
 import { apiSettings } from "../../api/config.js";
 import { buildServer } from "../../api/server.js";
 import { createKafka } from "../../common/kafka.js";
@@ -54,21 +56,23 @@ export async function get<T = Record<string, unknown>>(
 export const isoAt = (ms: number) => new Date(ms).toISOString();
 
 /**
- * The API app without listening, for requests that are answered before any query runs (validation,
- * auth, rate limits, the OpenAPI document). The storage addresses are never contacted.
+ * The API app without listening (requests go through `app.inject`), on the test services with its
+ * own topic prefix. For requests answered before any query runs: validation, auth, rate limits, the
+ * OpenAPI document. Its bucket does not exist, so nothing a test does here can touch stored data.
  */
-export async function buildOfflineApp(
+export async function buildTestApp(
   extra: Record<string, string> = {},
   onRoute?: (route: RouteOptions) => void,
 ): Promise<FastifyInstance> {
+  const services = inject("services");
+  const id = randomBytes(4).toString("hex");
   const settings = apiSettings({
+    ...services,
+    KAFKA_TOPIC_PREFIX: `api-unit-${id}.`,
+    KAFKA_PARTITIONS: "1",
+    INFLUX_BUCKET: `absent-${id}`,
     API_READ_TOKENS: READ_TOKEN,
     API_ADMIN_TOKENS: ADMIN_TOKEN,
-    KAFKA_BROKERS: "127.0.0.1:9",
-    INFLUX_URL: "http://127.0.0.1:9",
-    INFLUX_TOKEN: "unused",
-    INFLUX_ORG: "unused",
-    INFLUX_BUCKET: "unused",
     ...extra,
   });
   const app = await buildServer({ settings, kafka: createKafka(settings.kafka), onRoute });

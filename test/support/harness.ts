@@ -240,6 +240,18 @@ export async function eventually<T>(
 
 /** Total committed offset of the worker's group on the raw topic, and the topic's end offset. */
 export async function groupProgress(env: Env): Promise<{ committed: number; end: number }> {
+  // A topic created moments ago, or a broker just restarted, can answer "not the leader" for a while.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await readGroupProgress(env);
+    } catch (err) {
+      if (attempt >= 40) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+async function readGroupProgress(env: Env): Promise<{ committed: number; end: number }> {
   return withAdmin(kafkaFor(env), async (admin) => {
     const [ends, groups] = await Promise.all([
       admin.fetchTopicOffsets(topic(env, "raw")),

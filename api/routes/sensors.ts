@@ -1,0 +1,342 @@
+/**
+ * GET /v1/sensors — every sensor that reported in a range, with its last-seen time, its tags and
+ * the last value of each field.
+ * GET /v1/sensors/:sensor_id/readings — one sensor's raw readings in a range, oldest first,
+ * cursor-paginated.
+ * GET /v1/sensors/:sensor_id/sessions — gap-based session windows of one sensor's field.
+ */
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { flux, fluxDateTime, fluxInteger } from "@influxdata/influxdb-client";
+import { Type } from "@sinclair/typebox";
+import { MEASUREMENTS } from "../../common/topics.js";
+import { decodeCursor, encodeCursor } from "../pagination.js";
+import {
+  CursorParam,
+  DURATION_PATTERN,
+  durationParam,
+  FieldParam,
+  iso,
+  LimitParam,
+  parseRange,
+  SensorIdParam,
+  TimeParam,
+  widestStart,
+} from "../params.js";
+import { problemResponses, tooLarge } from "../problem.js";
+import type { RouteContext } from "../server.js";
+
+/** Columns of a pivoted readings row that are neither tags nor fields. */
+const SYSTEM_COLUMNS = new Set(["result", "table", "_start", "_stop", "_time", "_measurement", "sensor_id"]);
+
+const FieldValue = Type.Object({
+  value: Type.Number(),
+  time: Type.String({ format: "date-time", description: "When this field was last reported" }),
+});
+
+const Sensor = Type.Object({
+  sensor_id: Type.String(),
+  last_seen: Type.String({ format: "date-time", description: "Time of the sensor's latest reading" }),
+  tags: Type.Record(Type.String(), Type.String(), { description: "String tags of the latest reading" }),
+  fields: Type.Record(Type.String(), FieldValue, { description: "Last value of each numeric field" }),
+});
+
+const SensorsQuery = Type.Object({
+  sensor_id: Type.Optional(
+    Type.Array(SensorIdParam, { maxItems: 100, description: "Repeat for several sensors; omit for all" }),
+  ),
+  start: Type.Optional({
+    ...TimeParam,
+    description: `${TimeParam.description}; default: as far back as one query may reach (API_MAX_RANGE_DAYS)`,
+  }),
+  stop: Type.Optional({ ...TimeParam, description: "End of the range (exclusive); default now" }),
+});
+
+const SensorsResponse = Type.Object({
+  start: Type.String({ format: "date-time" }),
+  stop: Type.String({ format: "date-time" }),
+  sensors: Type.Array(Sensor),
+});
+
+const SensorPath = Type.Object({ sensor_id: SensorIdParam });
+
+const Reading = Type.Object({
+  time: Type.String({ format: "date-time" }),
+  fields: Type.Record(Type.String(), Type.Number()),
+  tags: Type.Record(Type.String(), Type.String()),
+});
+
+const ReadingsQuery = Type.Object({
+  start: Type.Optional({ ...TimeParam, default: "-1h" }),
+  stop: Type.Optional({ ...TimeParam, description: "End of the range (exclusive); default now" }),
+  limit: Type.Optional(LimitParam),
+  cursor: Type.Optional(CursorParam),
+});
+
+const ReadingsResponse = Type.Object({
+  sensor_id: Type.String(),
+  start: Type.String({ format: "date-time" }),
+  stop: Type.String({ format: "date-time" }),
+  readings: Type.Array(Reading),
+  next_cursor: Type.Union([Type.String(), Type.Null()], {
+    description: "Pass as cursor to get the next page; null on the last page",
+  }),
+});
+
+const Session = Type.Object({
+  start: Type.String({ format: "date-time", description: "Time of the session's first reading" }),
+  end: Type.String({ format: "date-time", description: "Time of the session's last reading" }),
+  count: Type.Integer(),
+  mean: Type.Number(),
+});
+
+const SessionsQuery = Type.Object({
+  gap: Type.String({
+    pattern: DURATION_PATTERN,
+    default: "5m",
+    description: "A silence longer than this ends a session, e.g. 30s, 5m",
+  }),
+  field: Type.Optional(FieldParam),
+  start: Type.Optional({ ...TimeParam, default: "-1h" }),
+  stop: Type.Optional({ ...TimeParam, description: "End of the range (exclusive); default now" }),
+});
+
+const SessionsResponse = Type.Object({
+  sensor_id: Type.String(),
+  field: Type.String(),
+  gap: Type.String(),
+  start: Type.String({ format: "date-time" }),
+  stop: Type.String({ format: "date-time" }),
+  sessions: Type.Array(Session),
+});
+
+type PivotedRow = Record<string, string | number | null | undefined> & { _time: string };
+
+export function sensorsRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
+  const bucket = ctx.settings.influx.bucket;
+  const timeRange = (start: number, stop: number) =>
+    flux`range(start: ${fluxDateTime(iso(start))}, stop: ${fluxDateTime(iso(stop))})`;
+
+  return async (app) => {
+    app.get(
+      "/v1/sensors",
+      {
+        preValidation: ctx.auth("read"),
+        schema: {
+          tags: ["sensors"],
+          summary: "Sensors with last-seen time and the last value of each field",
+          security: [{ bearer: [] }],
+          querystring: SensorsQuery,
+          response: { 200: SensorsResponse, ...problemResponses(400, 401, 422, 429, 503) },
+        },
+      },
+      async (request) => {
+        const q = request.query;
+        const now = Date.now();
+        const range = parseRange(
+          { start: q.start ?? widestStart(ctx.settings.maxRangeMs, now), stop: q.stop },
+          ctx.settings.maxRangeMs,
+          now,
+        );
+        const sensorFilter =
+          q.sensor_id && q.sensor_id.length > 0
+            ? flux`|> filter(fn: (r) => contains(value: r.sensor_id, set: ${q.sensor_id}))`
+            : flux``;
+        // last() per series is answered from storage; the sort only sees one row per series.
+        const query = flux`
+from(bucket: ${bucket})
+  |> ${timeRange(range.start, range.stop)}
+  |> filter(fn: (r) => r._measurement == ${MEASUREMENTS.readings})
+  ${sensorFilter}
+  |> last()
+  |> group(columns: ["sensor_id", "_field"])
+  |> sort(columns: ["_time"])
+  |> last()
+  |> group()
+  |> sort(columns: ["sensor_id", "_field"])
+  |> limit(n: ${fluxInteger(ctx.settings.maxPoints + 1)})`;
+        const rows = await ctx.flux.rows<PivotedRow & { _field: string; _value: number }>("sensors", query);
+        if (rows.length > ctx.settings.maxPoints) {
+          throw tooLarge(
+            `more than ${ctx.settings.maxPoints} sensor fields reported in the range: name sensors with sensor_id or narrow start/stop`,
+          );
+        }
+        const sensors = new Map<
+          string,
+          {
+            last: number;
+            tags: Record<string, string>;
+            fields: Record<string, { value: number; time: string }>;
+          }
+        >();
+        for (const row of rows) {
+          const id = String(row.sensor_id);
+          const time = Date.parse(row._time);
+          const sensor = sensors.get(id) ?? { last: -Infinity, tags: {}, fields: {} };
+          sensor.fields[row._field] = { value: row._value, time: iso(time) };
+          if (time > sensor.last) {
+            sensor.last = time;
+            sensor.tags = tagsOf(row, new Set(["_field", "_value"]));
+          }
+          sensors.set(id, sensor);
+        }
+        return {
+          start: iso(range.start),
+          stop: iso(range.stop),
+          sensors: [...sensors.entries()].map(([sensor_id, s]) => ({
+            sensor_id,
+            last_seen: iso(s.last),
+            tags: s.tags,
+            fields: s.fields,
+          })),
+        };
+      },
+    );
+
+    app.get(
+      "/v1/sensors/:sensor_id/readings",
+      {
+        preValidation: ctx.auth("read"),
+        schema: {
+          tags: ["sensors"],
+          summary: "One sensor's raw readings in a range, oldest first, cursor-paginated",
+          description:
+            "Each reading has its fields and tags. Pages end on a timestamp boundary, so readings that share a time (different tag sets) are never split across pages.",
+          security: [{ bearer: [] }],
+          params: SensorPath,
+          querystring: ReadingsQuery,
+          response: { 200: ReadingsResponse, ...problemResponses(400, 401, 422, 429, 503) },
+        },
+      },
+      async (request) => {
+        const q = request.query;
+        const sensorId = request.params.sensor_id;
+        const limit = Math.min(q.limit ?? 100, ctx.settings.maxPoints);
+        const range = parseRange(q, ctx.settings.maxRangeMs);
+        const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor, 0);
+        const from = after === undefined ? range.start : Math.max(range.start, after.t + 1);
+        const readings: { time: string; fields: Record<string, number>; tags: Record<string, string> }[] = [];
+        let nextCursor: string | null = null;
+        if (from < range.stop) {
+          // Per series, storage returns points in time order: limiting each field's series to limit+1
+          // before the pivot keeps every one of the first limit+1 readings whole.
+          const query = flux`
+from(bucket: ${bucket})
+  |> ${timeRange(from, range.stop)}
+  |> filter(fn: (r) => r._measurement == ${MEASUREMENTS.readings} and r.sensor_id == ${sensorId})
+  |> limit(n: ${fluxInteger(limit + 1)})
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> group()
+  |> sort(columns: ["_time"])
+  |> limit(n: ${fluxInteger(limit + 1)})`;
+          const rows = await ctx.flux.rows<PivotedRow>("sensor_readings", query);
+          let page = rows;
+          if (rows.length > limit) {
+            const cut = Date.parse((rows[limit] as PivotedRow)._time);
+            page = rows.slice(0, limit).filter((r) => Date.parse(r._time) < cut);
+            if (page.length === 0) {
+              throw tooLarge(
+                `more than ${limit} readings of ${sensorId} share the time ${iso(cut)}: raise limit (at most ${Math.min(1000, ctx.settings.maxPoints)})`,
+              );
+            }
+            nextCursor = encodeCursor({ t: Date.parse((page[page.length - 1] as PivotedRow)._time), k: [] });
+          }
+          for (const row of page) {
+            const fields: Record<string, number> = {};
+            for (const [key, value] of Object.entries(row)) {
+              if (typeof value === "number" && !SYSTEM_COLUMNS.has(key) && key !== "table")
+                fields[key] = value;
+            }
+            readings.push({ time: iso(Date.parse(row._time)), fields, tags: tagsOf(row) });
+          }
+        }
+        return {
+          sensor_id: sensorId,
+          start: iso(range.start),
+          stop: iso(range.stop),
+          readings,
+          next_cursor: nextCursor,
+        };
+      },
+    );
+
+    app.get(
+      "/v1/sensors/:sensor_id/sessions",
+      {
+        preValidation: ctx.auth("read"),
+        schema: {
+          tags: ["sensors"],
+          summary: "Session windows of one sensor: runs of readings separated by more than `gap`",
+          description:
+            "A session is a maximal run of readings in [start, stop) in which consecutive readings are at most `gap` apart; a longer silence starts a new session. start and end are the times of the session's first and last reading.",
+          security: [{ bearer: [] }],
+          params: SensorPath,
+          querystring: SessionsQuery,
+          response: { 200: SessionsResponse, ...problemResponses(400, 401, 422, 429, 503) },
+        },
+      },
+      async (request) => {
+        const q = request.query;
+        const sensorId = request.params.sensor_id;
+        const field = q.field ?? "temperature";
+        const gapMs = durationParam(q.gap, "gap", ctx.settings.maxRangeMs);
+        const range = parseRange(q, ctx.settings.maxRangeMs);
+        // InfluxDB numbers the sessions (a running sum of "gap exceeded" marks) and aggregates each.
+        const query = flux`
+from(bucket: ${bucket})
+  |> ${timeRange(range.start, range.stop)}
+  |> filter(fn: (r) => r._measurement == ${MEASUREMENTS.readings} and r.sensor_id == ${sensorId} and r._field == ${field})
+  |> group()
+  |> sort(columns: ["_time"])
+  |> map(fn: (r) => ({_time: r._time, _value: float(v: r._value), t: int(v: r._time)}))
+  |> difference(columns: ["t"], keepFirst: true)
+  |> map(fn: (r) => ({r with mark: if not exists r.t or r.t > ${fluxInteger(gapMs * 1_000_000)} then 1 else 0}))
+  |> cumulativeSum(columns: ["mark"])
+  |> group(columns: ["mark"])
+  |> reduce(
+    identity: {count: 0, sum: 0.0, first: time(v: 0), last: time(v: 0)},
+    fn: (r, accumulator) => ({
+      count: accumulator.count + 1,
+      sum: accumulator.sum + r._value,
+      first: if accumulator.count == 0 then r._time else accumulator.first,
+      last: r._time,
+    }),
+  )
+  |> map(fn: (r) => ({r with mean: r.sum / float(v: r.count)}))
+  |> group()
+  |> sort(columns: ["mark"])
+  |> limit(n: ${fluxInteger(ctx.settings.maxPoints + 1)})`;
+        const rows = await ctx.flux.rows<{ count: number; mean: number; first: string; last: string }>(
+          "sensor_sessions",
+          query,
+        );
+        if (rows.length > ctx.settings.maxPoints) {
+          throw tooLarge(`more than ${ctx.settings.maxPoints} sessions: use a larger gap or a shorter range`);
+        }
+        return {
+          sensor_id: sensorId,
+          field,
+          gap: q.gap,
+          start: iso(range.start),
+          stop: iso(range.stop),
+          sessions: rows.map((r) => ({
+            start: iso(Date.parse(r.first)),
+            end: iso(Date.parse(r.last)),
+            count: Math.round(r.count),
+            mean: r.mean,
+          })),
+        };
+      },
+    );
+  };
+}
+
+/** The string tags of a row (the columns that are not system columns, fields or `extra`). */
+function tagsOf(row: PivotedRow, extra: ReadonlySet<string> = new Set()): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const [key, value] of Object.entries(row)) {
+    if (typeof value === "string" && value !== "" && !SYSTEM_COLUMNS.has(key) && !extra.has(key)) {
+      tags[key] = value;
+    }
+  }
+  return tags;
+}

@@ -1,0 +1,210 @@
+/**
+ * The API over the loaded bucket, under autocannon at a fixed concurrency, next to the same Flux sent
+ * straight to InfluxDB at the same concurrency: the ratio is what the API adds (HTTP, validation,
+ * auth, rate limiting, row mapping, JSON) on top of the query itself.
+ */
+import type { AddressInfo } from "node:net";
+import autocannon from "autocannon";
+import { apiSettings } from "../api/config.js";
+import { buildServer } from "../api/server.js";
+import { influxConfig } from "../common/config.js";
+import { createInflux } from "../common/influx.js";
+import { createKafka } from "../common/kafka.js";
+import { MEASUREMENTS } from "../common/topics.js";
+import { type Env, iso, percentile, progress, READ_TOKEN } from "./support.js";
+
+/** How hard a route is hit: concurrent connections (and direct query loops) for a duration. */
+export interface LoadShape {
+  connections: number;
+  seconds: number;
+}
+
+export interface Load {
+  p50Ms: number;
+  p99Ms: number;
+  requestsPerSecond: number;
+  failed: number;
+}
+
+export interface RouteBench {
+  route: string;
+  shape: LoadShape;
+  /** Items in one answer (windows or alerts), the same both ways. */
+  items: number;
+  api: Load;
+  direct: Load;
+}
+
+function hammer(url: string, shape: LoadShape, label: string): Promise<Load> {
+  const line = progress(label);
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const instance = autocannon(
+      {
+        url,
+        connections: shape.connections,
+        duration: shape.seconds,
+        timeout: 60,
+        headers: { authorization: `Bearer ${READ_TOKEN}` },
+      },
+      (error, result) => {
+        if (error) return reject(error);
+        const ok = result.requests.total - result.non2xx;
+        line.done(`${ok} answers in ${result.duration.toFixed(1)} s`);
+        resolve({
+          p50Ms: result.latency.p50,
+          p99Ms: result.latency.p99,
+          requestsPerSecond: ok / result.duration,
+          failed: result.non2xx + result.errors,
+        });
+      },
+    );
+    instance.on("response", () => line.update(`${++done} answers`));
+  });
+}
+
+/** One loop per connection, each sending the query as soon as the previous answer arrived. */
+async function direct(
+  env: Env,
+  query: string,
+  shape: LoadShape,
+  label: string,
+): Promise<{ load: Load; rows: number }> {
+  const line = progress(label);
+  const config = influxConfig(env);
+  const api = createInflux(config, 60_000).getQueryApi(config.org);
+  const latencies: number[] = [];
+  let failed = 0;
+  let rows = 0;
+  const started = performance.now();
+  const deadline = started + shape.seconds * 1000;
+  await Promise.all(
+    Array.from({ length: shape.connections }, async () => {
+      while (performance.now() < deadline) {
+        const t = performance.now();
+        try {
+          rows = (await api.collectRows(query)).length;
+          latencies.push(performance.now() - t);
+          line.update(`${latencies.length} answers`);
+        } catch {
+          failed++;
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  line.done(`${latencies.length} answers in ${seconds.toFixed(1)} s`);
+  return {
+    load: {
+      p50Ms: percentile(latencies, 50),
+      p99Ms: percentile(latencies, 99),
+      requestsPerSecond: latencies.length / seconds,
+      failed,
+    },
+    rows,
+  };
+}
+
+/** The Flux GET /v1/aggregates?window=1m sends (api/routes/aggregates.ts, default fn mean,min,max,count). */
+function aggregatesFlux(bucket: string, start: number, stop: number, maxPoints: number): string {
+  const period = 60_000;
+  const firstStart = (Math.floor((start - period) / period) + 1) * period;
+  const lastStart = (Math.ceil(stop / period) - 1) * period;
+  const agg = (fn: string) => `agg(fn: ${fn}, name: "${fn}")`;
+  return `
+p50 = (column, tables=<-) => tables |> quantile(column: column, q: 0.5, method: "exact_mean")
+p90 = (column, tables=<-) => tables |> quantile(column: column, q: 0.9, method: "exact_mean")
+p95 = (column, tables=<-) => tables |> quantile(column: column, q: 0.95, method: "exact_mean")
+p99 = (column, tables=<-) => tables |> quantile(column: column, q: 0.99, method: "exact_mean")
+data = from(bucket: "${bucket}")
+  |> range(start: ${iso(firstStart)}, stop: ${iso(lastStart + period)})
+  |> filter(fn: (r) => r._measurement == "${MEASUREMENTS.readings}" and r._field == "temperature")
+  |> group(columns: ["sensor_id"])
+  |> keep(columns: ["_start", "_stop", "_time", "_value", "sensor_id"])
+agg = (fn, name) => data
+  |> aggregateWindow(every: ${period}ms, fn: fn, createEmpty: false, timeSrc: "_start")
+  |> toFloat()
+  |> set(key: "_field", value: name)
+union(tables: [${["mean", "min", "max", "count"].map(agg).join(", ")}])
+  |> pivot(rowKey: ["_time", "sensor_id"], columnKey: ["_field"], valueColumn: "_value")
+  |> group()
+  |> sort(columns: ["sensor_id", "_time"])
+  |> limit(n: ${maxPoints + 1})`;
+}
+
+/** The Flux of GET /v1/alerts's first page without filters (api/pagination.ts keysetPage, limit 100). */
+function alertsFlux(bucket: string, start: number, stop: number): string {
+  return `
+from(bucket: "${bucket}")
+  |> range(start: ${iso(start)}, stop: ${iso(stop)})
+  |> filter(fn: (r) => r._measurement == "${MEASUREMENTS.alerts}")
+  |> limit(n: 101)
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> group()
+  |> sort(columns: ["_time", "rule_id", "sensor_id", "severity", "state"])
+  |> limit(n: 101)`;
+}
+
+interface RouteCase {
+  route: string;
+  path: string;
+  flux: string;
+  shape: LoadShape;
+  itemsOf(body: unknown): number;
+  /** Most items the route returns in one answer (the direct Flux asks for one more, as the route does). */
+  pageLimit?: number;
+}
+
+/**
+ * The API runs only while autocannon does: closing it waits for the requests still in flight, so
+ * their queries do not compete with the direct run that follows.
+ */
+async function benchRoute(env: Env, c: RouteCase): Promise<RouteBench> {
+  const settings = apiSettings({ ...env, API_PORT: "0" });
+  const app = await buildServer({ settings, kafka: createKafka(settings.kafka) });
+  let items: number;
+  let api: Load;
+  try {
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}${c.path}`;
+    const res = await fetch(url, { headers: { authorization: `Bearer ${READ_TOKEN}` } });
+    if (!res.ok) throw new Error(`GET ${c.path}: ${res.status} ${await res.text()}`);
+    items = c.itemsOf(await res.json());
+    api = await hammer(url, c.shape, `4/5 api: ${c.route} through the API`);
+  } finally {
+    await app.close();
+  }
+  const straight = await direct(env, c.flux, c.shape, `4/5 api: ${c.route} Flux straight to InfluxDB`);
+  if (Math.min(straight.rows, c.pageLimit ?? Number.POSITIVE_INFINITY) !== items) {
+    throw new Error(`${c.route}: the API answered ${items} items but the direct Flux ${straight.rows} rows`);
+  }
+  return { route: c.route, shape: c.shape, items, api, direct: straight.load };
+}
+
+/**
+ * The window query over all of run 1 takes seconds on InfluxDB alone (2 cores), so it runs at as many
+ * connections as there are cores, for long enough to collect answers; alerts at 10 connections.
+ */
+export async function runApi(env: Env, start: number, stop: number): Promise<RouteBench[]> {
+  const bucket = env.INFLUX_BUCKET as string;
+  const range = `start=${encodeURIComponent(iso(start))}&stop=${encodeURIComponent(iso(stop))}`;
+  const maxPoints = apiSettings({ ...env, API_PORT: "0" }).maxPoints;
+  return [
+    await benchRoute(env, {
+      route: "GET /v1/aggregates?window=1m",
+      path: `/v1/aggregates?window=1m&${range}`,
+      flux: aggregatesFlux(bucket, start, stop, maxPoints),
+      shape: { connections: 2, seconds: 30 },
+      itemsOf: (body) => (body as { windows: unknown[] }).windows.length,
+    }),
+    await benchRoute(env, {
+      route: "GET /v1/alerts",
+      path: `/v1/alerts?${range}`,
+      flux: alertsFlux(bucket, start, stop),
+      shape: { connections: 10, seconds: 10 },
+      itemsOf: (body) => (body as { alerts: unknown[] }).alerts.length,
+      pageLimit: 100,
+    }),
+  ];
+}

@@ -1,0 +1,155 @@
+/**
+ * Ingest end to end: N seed-format readings are put on the raw topic first, then the real worker
+ * starts; the clock runs from worker start until the group has committed every offset and InfluxDB
+ * holds every distinct (sensor, timestamp) reading.
+ */
+import { ingestSettings } from "../ingest/config.js";
+import { IngestMetrics } from "../ingest/metrics.js";
+import { DEFAULT_SIMULATION, simulate } from "../ingest/simulation.js";
+import { IngestWorker } from "../ingest/worker.js";
+import {
+  committedOffsets,
+  countReadings,
+  type Env,
+  kafkaFor,
+  logger,
+  type Outgoing,
+  produce,
+  progress,
+  sleep,
+} from "./support.js";
+
+export const SENSORS = 1000;
+const INTERVAL_MS = 1000;
+
+export interface IngestRun {
+  readings: number;
+  distinct: number;
+  /** Event-time range of the data, epoch ms: [start, stop). */
+  start: number;
+  stop: number;
+  messages: Outgoing[];
+  produceSeconds: number;
+  seconds: number;
+  readingsPerSecond: number;
+  /** From worker start until the first offsets were committed (group join, state restore, first batch). */
+  firstCommitSeconds: number;
+  /** Rate from the first commit to the end: the worker's pace once it runs. */
+  steadyReadingsPerSecond: number;
+  batches: number;
+  meanBatchMessages: number;
+  /** Mean time per batch from its start until its InfluxDB write returned (decode, detect, window, write). */
+  meanBatchWriteMs: number;
+  /** This process's peak RSS while the worker ran in it (includes the bench's own heap). */
+  peakRssMb: number;
+  worker: IngestWorker;
+}
+
+/** Generates the readings: 1000 sensors, one reading a second each, ending 10 minutes ago. */
+export function readingsFor(
+  count: number,
+  now = Date.now(),
+): { messages: Outgoing[]; start: number; stop: number } {
+  const ticks = Math.ceil(count / SENSORS);
+  const start = Math.floor((now - 10 * 60_000 - ticks * INTERVAL_MS) / 60_000) * 60_000;
+  const messages: Outgoing[] = [];
+  for (const m of simulate({
+    ...DEFAULT_SIMULATION,
+    sensors: SENSORS,
+    count,
+    startTime: start,
+    intervalMs: INTERVAL_MS,
+  })) {
+    messages.push({ key: m.key, value: m.value });
+  }
+  return { messages, start, stop: start + ticks * INTERVAL_MS };
+}
+
+function distinctReadings(messages: Outgoing[]): number {
+  const seen = new Set<string>();
+  for (const m of messages) {
+    const r = JSON.parse(m.value) as { sensor_id: string; timestamp: number };
+    seen.add(`${r.sensor_id}\u001f${r.timestamp}`);
+  }
+  return seen.size;
+}
+
+function histogramMean(histogram: IngestMetrics["batchSize"]): Promise<{ count: number; mean: number }> {
+  return histogram.get().then((h) => {
+    const sum = h.values.find((v) => v.metricName?.endsWith("_sum"))?.value ?? 0;
+    const count = h.values.find((v) => v.metricName?.endsWith("_count"))?.value ?? 0;
+    return { count, mean: count === 0 ? 0 : sum / count };
+  });
+}
+
+/** Runs the measurement and leaves the worker running (the latency run reuses it); the caller stops it. */
+export async function runIngest(env: Env, count: number): Promise<IngestRun> {
+  const line = progress("1/5 ingest");
+  line.update(`generating ${count} readings`);
+  const { messages, start, stop } = readingsFor(count);
+  const distinct = distinctReadings(messages);
+  const produceStarted = performance.now();
+  await produce(env, messages, (sent) => line.update(`producing ${sent}/${count}`));
+  const produceSeconds = (performance.now() - produceStarted) / 1000;
+
+  const metrics = new IngestMetrics();
+  const worker = new IngestWorker({ ...ingestSettings(env), logger, metrics });
+  let peakRss = process.memoryUsage().rss;
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  }, 100);
+  const admin = kafkaFor(env).admin();
+  await admin.connect();
+  const started = performance.now();
+  const timeoutMs = Math.max(180_000, count * 2);
+  let firstCommit = 0;
+  let firstCommitted = 0;
+  let finished = 0;
+  try {
+    await worker.start();
+    for (;;) {
+      const elapsed = performance.now() - started;
+      if (elapsed > timeoutMs) throw new Error(`ingest not done after ${timeoutMs / 1000} s`);
+      const committed = await committedOffsets(admin, env, env.INGEST_GROUP_ID as string);
+      if (committed > 0 && firstCommit === 0) {
+        firstCommit = performance.now();
+        firstCommitted = committed;
+      }
+      line.update(`${committed}/${count} offsets committed after ${(elapsed / 1000).toFixed(1)} s`);
+      if (committed >= count) {
+        const stored = await countReadings(env);
+        if (stored === distinct) {
+          finished = performance.now();
+          break;
+        }
+        line.update(`all committed; ${stored}/${distinct} readings in InfluxDB`);
+      }
+      await sleep(200);
+    }
+  } finally {
+    clearInterval(sampler);
+    await admin.disconnect();
+  }
+  const seconds = (finished - started) / 1000;
+  const batches = await histogramMean(metrics.batchSize);
+  const writes = await histogramMean(metrics.writeLatency);
+  line.done(`${count} readings in ${seconds.toFixed(1)} s`);
+  return {
+    readings: count,
+    distinct,
+    start,
+    stop,
+    messages,
+    produceSeconds,
+    seconds,
+    readingsPerSecond: count / seconds,
+    firstCommitSeconds: (firstCommit - started) / 1000,
+    steadyReadingsPerSecond:
+      firstCommitted < count ? (count - firstCommitted) / ((finished - firstCommit) / 1000) : Number.NaN,
+    batches: batches.count,
+    meanBatchMessages: batches.mean,
+    meanBatchWriteMs: writes.mean * 1000,
+    peakRssMb: peakRss / 2 ** 20,
+    worker,
+  };
+}

@@ -1,0 +1,216 @@
+/**
+ * `npm run bench`: starts real Kafka and InfluxDB (or uses KAFKA_BROKERS/INFLUX_URL when set), runs
+ * every measurement in turn, prints one table and writes it to bench-results/latest.json.
+ *   npm run bench -- --readings 200000     (or BENCH_READINGS)
+ */
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { ensureServices } from "../scripts/services/local.js";
+import { type RouteBench, runApi } from "./api.js";
+import { runIngest, SENSORS } from "./ingest.js";
+import { runLatency } from "./latency.js";
+import { runLimits } from "./limits.js";
+import { MEMORY_SENSORS, runMemory } from "./memory.js";
+import { type Env, isolatedEnv } from "./support.js";
+
+const LATENCY_RATE = 2000;
+const LATENCY_SECONDS = 15;
+
+function readingsOption(): number {
+  const { values } = parseArgs({ options: { readings: { type: "string" } } });
+  const text = values.readings ?? process.env.BENCH_READINGS ?? "200000";
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < SENSORS || n > 10_000_000) {
+    throw new Error(
+      `--readings ${JSON.stringify(text)} is not valid: expected an integer in [${SENSORS}, 10000000]`,
+    );
+  }
+  return n;
+}
+
+type Row = [part: string, measure: string, value: string, detail: string];
+
+const int = (n: number) => Math.round(n).toLocaleString("en-US");
+const ms = (n: number) => `${n < 10 ? n.toFixed(1) : Math.round(n)} ms`;
+const mib = (n: number) => `${Math.round(n)} MiB`;
+const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+
+function routeRows(r: RouteBench): Row[] {
+  const load = (l: RouteBench["api"]) =>
+    `p50 ${ms(l.p50Ms)}, p99 ${ms(l.p99Ms)}, ${l.requestsPerSecond.toFixed(1)} req/s${l.failed ? `, ${l.failed} failed` : ""}`;
+  return [
+    [
+      "4 api",
+      `${r.route} via API`,
+      load(r.api),
+      `${r.items === 0 ? "0 items per answer (nothing in the range)" : `${r.items} items per answer`}, ${r.shape.connections} connections, ${r.shape.seconds} s`,
+    ],
+    ["4 api", `${r.route} direct Flux`, load(r.direct), "same Flux, QueryApi, same concurrency"],
+    [
+      "4 api",
+      `${r.route} API/direct`,
+      `p50 ${ratio(r.api.p50Ms, r.direct.p50Ms)}, p99 ${ratio(r.api.p99Ms, r.direct.p99Ms)}`,
+      `req/s ${ratio(r.api.requestsPerSecond, r.direct.requestsPerSecond)}`,
+    ],
+  ];
+}
+
+function print(rows: Row[]): void {
+  const header: Row = ["part", "measure", "value", "detail"];
+  const widths = header.map((_, i) => Math.max(...[header, ...rows].map((r) => r[i]?.length ?? 0)));
+  const format = (r: Row) => r.map((c, i) => c.padEnd(widths[i] as number)).join(" │ ");
+  process.stdout.write(`\n${format(header)}\n${widths.map((w) => "─".repeat(w)).join("─┼─")}\n`);
+  for (const r of rows) process.stdout.write(`${format(r)}\n`);
+}
+
+async function main(): Promise<void> {
+  const readings = readingsOption();
+  const dir = await mkdtemp(join(tmpdir(), "sensor-bench-"));
+  const services = await ensureServices(dir);
+  const began = Date.now();
+  const loadBefore = loadavg()[0] as number;
+  try {
+    const env = await isolatedEnv(services.env as unknown as Env, "ingest");
+    const ingest = await runIngest(env, readings);
+    let limits: Awaited<ReturnType<typeof runLimits>>;
+    let latency: Awaited<ReturnType<typeof runLatency>>;
+    try {
+      // Limits before latency, so the raw topic holds exactly run 1's readings; the worker idles meanwhile.
+      limits = await runLimits(env, ingest.messages, ingest.meanBatchMessages);
+      latency = await runLatency(env, LATENCY_RATE, LATENCY_SECONDS);
+    } finally {
+      await ingest.worker.stop();
+    }
+    const api = await runApi(env, ingest.start, ingest.stop);
+    const memory = await runMemory(services.env as unknown as Env, env);
+
+    const slower = Math.min(limits.kafkaReadingsPerSecond, limits.influxReadingsPerSecond);
+    const slowerName = slower === limits.kafkaReadingsPerSecond ? "Kafka consume" : "InfluxDB write";
+    const rows: Row[] = [
+      [
+        "1 ingest",
+        "end to end",
+        `${int(ingest.readingsPerSecond)} readings/s`,
+        `${int(readings)} readings, ${SENSORS} sensors, 6 partitions, ${ingest.seconds.toFixed(1)} s from worker start to all committed and stored`,
+      ],
+      [
+        "1 ingest",
+        "after the first commit",
+        Number.isFinite(ingest.steadyReadingsPerSecond)
+          ? `${int(ingest.steadyReadingsPerSecond)} readings/s`
+          : "n/a",
+        "the worker's pace once running (first commit → all committed and stored)",
+      ],
+      [
+        "1 ingest",
+        "worker start → first commit",
+        `${ingest.firstCommitSeconds.toFixed(1)} s`,
+        "group join, changelog restore of each partition, first batch (polled every 200 ms)",
+      ],
+      [
+        "1 ingest",
+        "worker batches",
+        `${int(ingest.batches)} × ${ingest.meanBatchMessages.toFixed(0)} messages`,
+        `mean ${ms(ingest.meanBatchWriteMs)} per batch from start to InfluxDB write done (commit not included)`,
+      ],
+      [
+        "2 limits",
+        "Kafka consume-only",
+        `${int(limits.kafkaReadingsPerSecond)} readings/s`,
+        "kafkajs group, same fetch settings, eachBatch only counts",
+      ],
+      [
+        "2 limits",
+        "InfluxDB write-only",
+        `${int(limits.influxReadingsPerSecond)} readings/s`,
+        `${int(limits.influxBatches)} sequential writes of ${limits.influxBatchLines} pre-built lines (worker's mean batch)`,
+      ],
+      [
+        "2 limits",
+        "worker CPU only",
+        `${int(limits.cpuReadingsPerSecond)} readings/s`,
+        "PartitionTask.process (parse, detect, window, line protocol) + changelog, one thread, no I/O",
+      ],
+      [
+        "2 limits",
+        "of which parseReading",
+        `${int(limits.parseReadingsPerSecond)} readings/s`,
+        `bytes → validated reading alone: ${Math.round((100 * limits.cpuReadingsPerSecond) / limits.parseReadingsPerSecond)}% of the CPU time`,
+      ],
+      [
+        "2 limits",
+        "pipeline / slower limit",
+        ratio(ingest.readingsPerSecond, slower),
+        `slower limit: ${slowerName}`,
+      ],
+      [
+        "3 latency",
+        "produce → visible in InfluxDB",
+        `p50 ${ms(latency.p50Ms)}, p99 ${ms(latency.p99Ms)}`,
+        `max ${ms(latency.maxMs)}; ${int(latency.readings)} readings at ${int(latency.achievedRate)}/s; poll every ${ms(latency.pollIntervalMs)}`,
+      ],
+      ...api.flatMap(routeRows),
+      [
+        "5 memory",
+        "peak RSS during run 1",
+        mib(ingest.peakRssMb),
+        "in-process worker; includes the bench's own heap (the readings it produced)",
+      ],
+      [
+        "5 memory",
+        "child worker replaying run 1",
+        `peak ${mib(memory.replayPeakRssMb)}, after ${mib(memory.replayAfterRssMb)}`,
+        `VmHWM/VmRSS of \`node --import tsx ingest/main.ts\` over ${int(memory.replayReadings)} messages, new group`,
+      ],
+      [
+        "5 memory",
+        `child worker, ${int(MEMORY_SENSORS)} sensors`,
+        `idle ${mib(memory.idleRssMb)}, after ${mib(memory.afterRssMb)}`,
+        `${int(memory.readings)} readings, idle = joined, before any data; peak (VmHWM) ${mib(memory.peakRssMb)}`,
+      ],
+    ];
+    print(rows);
+    const took = (Date.now() - began) / 1000;
+    const load = `load average ${loadBefore.toFixed(1)} at start, ${(loadavg()[0] as number).toFixed(1)} at end`;
+    process.stdout.write(
+      `\n${cpus().length} CPUs, ${load}, Node ${process.version}, ${took.toFixed(0)} s in all\n`,
+    );
+    await mkdir("bench-results", { recursive: true });
+    const { messages: _messages, worker: _worker, ...ingestFigures } = ingest;
+    await writeFile(
+      join("bench-results", "latest.json"),
+      `${JSON.stringify(
+        {
+          at: new Date().toISOString(),
+          node: process.version,
+          cpus: cpus().length,
+          loadAverage: { start: loadBefore, end: loadavg()[0] },
+          seconds: took,
+          readings,
+          ingest: ingestFigures,
+          limits,
+          latency,
+          api,
+          memory,
+          table: rows.map(([part, measure, value, detail]) => ({ part, measure, value, detail })),
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    process.stdout.write("written to bench-results/latest.json\n");
+  } finally {
+    await services.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`\nbench failed: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);
