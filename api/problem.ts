@@ -65,14 +65,22 @@ export function validationProblem(
   instance: string,
 ): Problem {
   const errors = (error.validation ?? []).map((v) => {
-    const missing = v.keyword === "required" ? `.${String(v.params.missingProperty)}` : "";
+    const missing =
+      v.keyword === "required"
+        ? `.${String(v.params.missingProperty)}`
+        : v.keyword === "additionalProperties"
+          ? `.${String(v.params.additionalProperty)}`
+          : "";
     const location = `${error.validationContext ?? "request"}${v.instancePath.replace(/\//g, ".")}${missing}`;
     let message = v.message ?? "is not valid";
+    if (v.keyword === "additionalProperties") message = "is not a known property";
     if (v.keyword === "enum") {
       message = `must be one of ${(v.params.allowedValues as unknown[]).map(String).join(", ")}`;
     }
     const given =
-      v.keyword === "required" || v.data === undefined ? "" : ` (got ${JSON.stringify(v.data).slice(0, 80)})`;
+      v.keyword === "required" || v.keyword === "additionalProperties" || v.data === undefined
+        ? ""
+        : ` (got ${JSON.stringify(v.data).slice(0, 80)})`;
     return { location, message: `${message}${given}` };
   });
   return {

@@ -20,6 +20,8 @@ export class RuleStore {
   private readonly table: CompactedTable<AlertRule>;
   private producer: Producer | undefined;
   private readonly topic: string;
+  /** Changes are applied one at a time, so a version check and its write cannot interleave. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly kafka: Kafka,
@@ -59,7 +61,29 @@ export class RuleStore {
     return rule;
   }
 
-  async create(input: AlertRuleInput): Promise<AlertRule> {
+  private serial<T>(change: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(change, change);
+    this.queue = result.catch(() => {});
+    return result;
+  }
+
+  create(input: AlertRuleInput): Promise<AlertRule> {
+    return this.serial(() => this.doCreate(input));
+  }
+
+  replace(id: string, input: AlertRuleInput, ifMatch: string | undefined): Promise<AlertRule> {
+    return this.serial(() => this.doReplace(id, input, ifMatch));
+  }
+
+  patch(id: string, patch: Record<string, unknown>, ifMatch: string | undefined): Promise<AlertRule> {
+    return this.serial(() => this.doPatch(id, patch, ifMatch));
+  }
+
+  delete(id: string, ifMatch: string | undefined): Promise<void> {
+    return this.serial(() => this.doDelete(id, ifMatch));
+  }
+
+  private async doCreate(input: AlertRuleInput): Promise<AlertRule> {
     checkSemantics(input);
     const now = new Date().toISOString();
     const rule: AlertRule = {
@@ -74,7 +98,11 @@ export class RuleStore {
     return rule;
   }
 
-  async replace(id: string, input: AlertRuleInput, ifMatch: string | undefined): Promise<AlertRule> {
+  private async doReplace(
+    id: string,
+    input: AlertRuleInput,
+    ifMatch: string | undefined,
+  ): Promise<AlertRule> {
     const current = this.checkVersion(id, ifMatch);
     checkSemantics(input);
     const rule: AlertRule = {
@@ -90,7 +118,11 @@ export class RuleStore {
   }
 
   /** JSON Merge Patch (RFC 7396) over the rule's editable fields; null removes an optional field. */
-  async patch(id: string, patch: Record<string, unknown>, ifMatch: string | undefined): Promise<AlertRule> {
+  private async doPatch(
+    id: string,
+    patch: Record<string, unknown>,
+    ifMatch: string | undefined,
+  ): Promise<AlertRule> {
     const current = this.checkVersion(id, ifMatch);
     const { id: _id, version: _v, created_at: _c, updated_at: _u, ...editable } = current;
     const merged = mergePatch(editable, patch);
@@ -100,10 +132,10 @@ export class RuleStore {
         `the patched rule is not valid: ${first.map((e) => `${e.path || "/"} ${e.message}`).join("; ")}`,
       );
     }
-    return this.replace(id, merged, ifMatch);
+    return this.doReplace(id, merged, ifMatch);
   }
 
-  async delete(id: string, ifMatch: string | undefined): Promise<void> {
+  private async doDelete(id: string, ifMatch: string | undefined): Promise<void> {
     this.checkVersion(id, ifMatch);
     await this.write(id, null);
   }
@@ -152,14 +184,11 @@ function mergePatch(
   const out: Record<string, unknown> = { ...target };
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete out[key];
-    else if (
-      typeof value === "object" &&
-      !Array.isArray(value) &&
-      typeof out[key] === "object" &&
-      out[key] !== null &&
-      !Array.isArray(out[key])
-    ) {
-      out[key] = mergePatch(out[key] as Record<string, unknown>, value as Record<string, unknown>);
+    else if (typeof value === "object" && !Array.isArray(value)) {
+      // RFC 7396: an object merges into the target's object, or into {} when there is none.
+      const base = out[key];
+      const into = typeof base === "object" && base !== null && !Array.isArray(base) ? base : {};
+      out[key] = mergePatch(into as Record<string, unknown>, value as Record<string, unknown>);
     } else out[key] = value;
   }
   return out;

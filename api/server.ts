@@ -7,6 +7,8 @@ import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { Ajv } from "ajv";
+import ajvFormats, { type FormatsPlugin } from "ajv-formats";
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
@@ -78,8 +80,34 @@ export async function buildServer({
         });
     },
     // verbose: validation errors carry the rejected value, so a problem can quote it.
-    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, allErrors: true, verbose: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // Query strings and headers arrive as text and are coerced to their schema's types; a JSON body
+  // already has types, and a wrong one is rejected, never converted ("parse, don't cast").
+  const validators = {
+    text: new Ajv({
+      coerceTypes: "array",
+      useDefaults: true,
+      removeAdditional: false,
+      allErrors: true,
+      verbose: true,
+      strict: false,
+    }),
+    body: new Ajv({
+      coerceTypes: false,
+      useDefaults: true,
+      removeAdditional: false,
+      allErrors: true,
+      verbose: true,
+      strict: false,
+    }),
+  };
+  // ajv-formats is CommonJS: its default export is the plugin function under ESM interop.
+  const addFormats = (ajvFormats as unknown as { default: FormatsPlugin }).default;
+  addFormats(validators.text);
+  addFormats(validators.body);
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === "body" ? validators.body : validators.text).compile(schema),
+  );
 
   if (onRoute) app.addHook("onRoute", onRoute);
   const registry = new Registry();

@@ -33,7 +33,7 @@ const CHUNK_MS = 100;
 async function produceAndWatch(env: Env, rate: number, seconds: number, onProgress: (text: string) => void) {
   const config = influxConfig(env);
   const query = createInflux(config).getQueryApi(config.org);
-  const producer = kafkaFor(env).producer();
+  const producer = kafkaFor(env).producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const chunks: Chunk[] = [];
   const perChunk = Math.max(1, Math.round((rate * CHUNK_MS) / 1000));

@@ -68,7 +68,7 @@ export async function produce(
 ): Promise<void> {
   const kafka = kafkaFor(env);
   await withAdmin(kafka, (admin) => ensureTopics(admin, kafkaConfig(env)));
-  const producer = kafka.producer();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
     const chunk = 2000;

@@ -90,7 +90,12 @@ async function main(): Promise<void> {
   const rate = numberArg(values, "rate", 10);
   const client = createKafka(kafka, logger);
   await withAdmin(client, (admin) => ensureTopics(admin, kafka));
-  const producer = client.producer({ allowAutoTopicCreation: false });
+  // Idempotent: a retried send never duplicates readings in the topic.
+  const producer = client.producer({
+    allowAutoTopicCreation: false,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
   await producer.connect();
   const topic = topicName(kafka.topicPrefix, "raw");
 

@@ -51,7 +51,7 @@ export function rulesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     app.post(
       "/v1/rules",
       {
-        preHandler: ctx.auth("admin"),
+        preValidation: ctx.auth("admin"),
         schema: {
           tags: ["rules"],
           summary: "Create an alert rule",
@@ -70,7 +70,7 @@ export function rulesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     app.get(
       "/v1/rules",
       {
-        preHandler: ctx.auth("read"),
+        preValidation: ctx.auth("read"),
         schema: {
           tags: ["rules"],
           summary: "List alert rules",
@@ -84,7 +84,7 @@ export function rulesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     app.get(
       "/v1/rules/:id",
       {
-        preHandler: ctx.auth("read"),
+        preValidation: ctx.auth("read"),
         schema: {
           tags: ["rules"],
           summary: "One alert rule",
@@ -103,7 +103,7 @@ export function rulesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     app.put(
       "/v1/rules/:id",
       {
-        preHandler: ctx.auth("admin"),
+        preValidation: ctx.auth("admin"),
         schema: {
           tags: ["rules"],
           summary: "Replace an alert rule",
@@ -124,7 +124,7 @@ export function rulesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     app.patch(
       "/v1/rules/:id",
       {
-        preHandler: ctx.auth("admin"),
+        preValidation: ctx.auth("admin"),
         schema: {
           tags: ["rules"],
           summary: "Change some fields of an alert rule (JSON Merge Patch)",
@@ -149,7 +149,7 @@ export function rulesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     app.delete(
       "/v1/rules/:id",
       {
-        preHandler: ctx.auth("admin"),
+        preValidation: ctx.auth("admin"),
         schema: {
           tags: ["rules"],
           summary: "Delete an alert rule",

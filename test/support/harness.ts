@@ -90,7 +90,8 @@ export interface Outgoing {
 
 export async function produce(env: Env, messages: Outgoing[], name: TopicName = "raw"): Promise<void> {
   await createTopics(env);
-  const producer = kafkaFor(env).producer();
+  // Idempotent, so a retry after a slow acknowledgement never writes a message twice.
+  const producer = kafkaFor(env).producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
     for (let i = 0; i < messages.length; i += 1000) {
