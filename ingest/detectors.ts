@@ -11,7 +11,10 @@ export interface DetectorConfig {
   delta: { threshold: number };
   /** |x - mean| / stddev over the previous `window` readings > threshold. */
   zscore: { window: number; threshold: number; minSamples: number };
-  /** Robust EWMA: deviations are clipped at `threshold` sigmas before updating, so one spike does not mask the next. */
+  /**
+   * Robust EWMA: deviations are clipped at `threshold` sigmas before updating, so one spike does not
+   * mask the next; sigma is at least 0.1 % of the level.
+   */
   ewma: { alpha: number; threshold: number; warmup: number };
 }
 
@@ -88,7 +91,9 @@ export function detect(state: FieldState, x: number, config: DetectorConfig): An
     state.mean = x;
     state.variance = 0;
   } else {
-    const std = Math.sqrt(state.variance);
+    // A perfectly flat baseline has no spread at all; a floor of 0.1 % of the level keeps a spike
+    // on it measurable (and clipped), so it neither goes unflagged nor masks the next one.
+    const std = Math.max(Math.sqrt(state.variance), 1e-3 * Math.abs(state.mean));
     let deviation = x - state.mean;
     if (state.n >= e.warmup && std > 0) {
       const score = finite(Math.abs(deviation) / std);

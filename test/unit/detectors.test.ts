@@ -245,3 +245,15 @@ describe("state", () => {
     expect(state.n).toBe(100);
   });
 });
+
+describe("ewma on a perfectly flat baseline", () => {
+  it("flags both of two spikes a few readings apart", () => {
+    const state = newFieldState();
+    const flagged: number[] = [];
+    const series = [...Array(30).fill(20), 30, 20, 20, 20, 30];
+    series.forEach((x, i) => {
+      if (detect(state, x, DEFAULT_DETECTORS).some((a) => a.detector === "ewma")) flagged.push(i);
+    });
+    expect(flagged).toEqual([30, 34]);
+  });
+});
