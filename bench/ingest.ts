@@ -3,6 +3,9 @@
  * starts; the clock runs from worker start until the group has committed every offset and InfluxDB
  * holds every distinct (sensor, timestamp) reading.
  */
+import { RuleStore } from "../api/rule-store.js";
+import { kafkaConfig } from "../common/config.js";
+import type { AlertRuleInput } from "../common/rules.js";
 import { ingestSettings } from "../ingest/config.js";
 import { IngestMetrics } from "../ingest/metrics.js";
 import { DEFAULT_SIMULATION, simulate } from "../ingest/simulation.js";
@@ -82,6 +85,27 @@ function histogramMean(histogram: IngestMetrics["batchSize"]): Promise<{ count: 
   });
 }
 
+/** Rules the worker evaluates during the run, one per kind of condition, over every sensor. */
+const BENCH_RULES: AlertRuleInput[] = [
+  { name: "hot", condition: { type: "threshold", op: "above", value: 24 }, for: "5s", hysteresis: 0.5 },
+  { name: "jumpy", condition: { type: "rate_of_change", per: "1s", op: "above", value: 5 } },
+  { name: "spiky", condition: { type: "anomaly" }, resolve_after: "30s" },
+  { name: "silent", condition: { type: "deadman", after: "2m" } },
+  { name: "warm-minute", condition: { type: "window", fn: "mean", window: "1m", op: "above", value: 23 } },
+].map(
+  (r) => ({ sensors: { type: "all" }, field: "temperature", severity: "warning", ...r }) as AlertRuleInput,
+);
+
+async function createRules(env: Env): Promise<void> {
+  const store = new RuleStore(kafkaFor(env), kafkaConfig(env));
+  await store.start();
+  try {
+    for (const rule of BENCH_RULES) await store.create(rule);
+  } finally {
+    await store.stop();
+  }
+}
+
 /** Runs the measurement and leaves the worker running (the latency run reuses it); the caller stops it. */
 export async function runIngest(env: Env, count: number): Promise<IngestRun> {
   const line = progress("1/5 ingest");
@@ -91,6 +115,9 @@ export async function runIngest(env: Env, count: number): Promise<IngestRun> {
   const produceStarted = performance.now();
   await produce(env, messages, (sent) => line.update(`producing ${sent}/${count}`));
   const produceSeconds = (performance.now() - produceStarted) / 1000;
+
+  line.update(`creating ${BENCH_RULES.length} alert rules`);
+  await createRules(env);
 
   const metrics = new IngestMetrics();
   const worker = new IngestWorker({ ...ingestSettings(env), logger, metrics });

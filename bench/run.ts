@@ -93,7 +93,7 @@ async function main(): Promise<void> {
         "1 ingest",
         "end to end",
         `${int(ingest.readingsPerSecond)} readings/s`,
-        `${int(readings)} readings, ${SENSORS} sensors, 6 partitions, ${ingest.seconds.toFixed(1)} s from worker start to all committed and stored`,
+        `${int(readings)} readings, ${SENSORS} sensors, 6 partitions, 3 detectors and 5 alert rules (one per condition type), partition concurrency ${process.env.INGEST_PARTITION_CONCURRENCY ?? "3"}, ${ingest.seconds.toFixed(1)} s from worker start to all committed and stored`,
       ],
       [
         "1 ingest",

@@ -22,6 +22,10 @@ export async function isolatedEnv(services: Env, name: string): Promise<Env> {
     KAFKA_TOPIC_PREFIX: `bench-${id}.`,
     KAFKA_PARTITIONS: "6",
     INGEST_GROUP_ID: `ingest-${id}`,
+    // The worker's tuning knob under test: `INGEST_PARTITION_CONCURRENCY=3 npm run bench`.
+    ...(process.env.INGEST_PARTITION_CONCURRENCY
+      ? { INGEST_PARTITION_CONCURRENCY: process.env.INGEST_PARTITION_CONCURRENCY }
+      : {}),
     INGEST_METRICS_ENABLED: "false",
     INGEST_PIPELINE_INTERVAL_MS: "600000",
     API_READ_TOKENS: READ_TOKEN,

@@ -17,6 +17,7 @@ export function ingestSettings(env: Env = process.env): IngestSettings {
     kafka: kafkaConfig(env),
     influx: influxConfig(env),
     groupId: str(env, "INGEST_GROUP_ID", "sensor-ingest"),
+    partitionConcurrency: num(env, "INGEST_PARTITION_CONCURRENCY", 3, { min: 1, max: 64, integer: true }),
     sessionTimeoutMs: num(env, "INGEST_SESSION_TIMEOUT_MS", 30_000, {
       min: 6000,
       max: 300_000,

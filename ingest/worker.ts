@@ -13,8 +13,8 @@
  *
  * kafkajs traps avoided: no pause()/resume() (re-delivery and stuck resume, kafkajs#1376/#1641) —
  * an outage simply holds the batch while heartbeating (#375); nothing is committed for a stale
- * batch after a rebalance (#1046); partitions are processed one at a time so a batch is never
- * handled twice concurrently (#1764).
+ * batch after a rebalance (#1046); a partition is never in two batches at once, and its state's own
+ * offset drops anything already applied, so a batch is never handled twice (#1764).
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
@@ -49,6 +49,8 @@ export interface WorkerOptions {
   metrics?: IngestMetrics;
   /** How long the group waits for a silent worker (e.g. killed) before moving its partitions. */
   sessionTimeoutMs?: number;
+  /** Partitions processed at the same time by this worker (each strictly in order). */
+  partitionConcurrency?: number;
   /** Largest amount of data fetched per partition per batch. */
   maxBytesPerPartition?: number;
 }
@@ -133,7 +135,9 @@ export class IngestWorker {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
+      // Each partition has its own task, state and transactional producer, so partitions can be
+      // processed side by side: one's CPU work overlaps another's InfluxDB write.
+      partitionsConsumedConcurrently: this.options.partitionConcurrency ?? 1,
       eachBatch: (payload) => this.handleBatch(payload),
     });
   }
