@@ -82,15 +82,7 @@ function step(rule: AlertRule, sensorId: string, s: AlertState, o: Observation):
     if (!o.clear) return undefined;
     s.status = "ok";
     s.since = o.time;
-    return {
-      rule,
-      sensorId,
-      state: "resolved",
-      time: o.time,
-      value: o.value,
-      threshold: o.threshold,
-      message: describe(rule, o, "resolved", sensorId),
-    };
+    return transition(rule, sensorId, "resolved", o);
   }
   if (!o.breach) {
     s.status = "ok";
@@ -101,16 +93,29 @@ function step(rule: AlertRule, sensorId: string, s: AlertState, o: Observation):
     s.since = o.time;
   }
   if (o.time - s.since < forMs) return undefined;
+  return fire(rule, sensorId, s, o);
+}
+
+function fire(rule: AlertRule, sensorId: string, s: AlertState, o: Observation): Transition {
   s.status = "firing";
   s.since = o.time;
+  return transition(rule, sensorId, "firing", o);
+}
+
+function transition(
+  rule: AlertRule,
+  sensorId: string,
+  state: Transition["state"],
+  o: Observation,
+): Transition {
   return {
     rule,
     sensorId,
-    state: "firing",
+    state,
     time: o.time,
     value: o.value,
     threshold: o.threshold,
-    message: describe(rule, o, "firing", sensorId),
+    message: describe(rule, o, state, sensorId),
   };
 }
 
@@ -222,22 +227,11 @@ export function checkDeadman(
   if (c.type !== "deadman" || s.lastSeen === undefined || s.status === "firing") return undefined;
   const after = durationToMs(c.after);
   if (streamTime - s.lastSeen < after) return undefined;
-  s.status = "firing";
-  s.since = s.lastSeen + after;
-  const o = {
+  return fire(rule, sensorId, s, {
     breach: true,
     clear: false,
     value: (streamTime - s.lastSeen) / 1000,
     threshold: after / 1000,
     time: s.lastSeen + after,
-  };
-  return {
-    rule,
-    sensorId,
-    state: "firing",
-    time: o.time,
-    value: o.value,
-    threshold: o.threshold,
-    message: describe(rule, o, "firing", sensorId),
-  };
+  });
 }

@@ -3,22 +3,25 @@
  * `pipeline` measurement, stopped with SIGTERM mid-stream (finish the batch, commit, leave).
  */
 import { describe, expect, it } from "vitest";
-import { simulate } from "../../ingest/simulation.js";
+import { DEFAULT_SIMULATION, simulate } from "../../ingest/simulation.js";
 import { freePort } from "../../scripts/services/local.js";
-import { countPoints, drained, fluxRows, groupProgress, isolatedEnv, produce, spawnWorker } from "../support/harness.js";
+import {
+  countPoints,
+  drained,
+  fluxRows,
+  groupProgress,
+  isolatedEnv,
+  produce,
+  spawnWorker,
+} from "../support/harness.js";
 
 function traffic(count: number) {
   return [
     ...simulate({
+      ...DEFAULT_SIMULATION,
       sensors: 20,
       count,
       startTime: Date.UTC(2026, 0, 12),
-      intervalMs: 1000,
-      anomalyProbability: 0.01,
-      outOfOrderFraction: 0,
-      outOfOrderMs: 0,
-      lateFraction: 0,
-      lateMs: 0,
       malformedFraction: 0.01,
       seed: 5,
     }),
@@ -75,7 +78,8 @@ describe("the worker process: metrics, pipeline stats, graceful shutdown", () =>
     })();
     // Stop it once it is busy.
     const deadline = Date.now() + 60_000;
-    while ((await groupProgress(env)).committed < 3000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while ((await groupProgress(env)).committed < 3000 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     child.kill("SIGTERM");
     expect(await exit).toBe(0);
     const atExit = await groupProgress(env);

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_LIMITS } from "../../common/reading.js";
 import { DEFAULT_DETECTORS } from "../../ingest/detectors.js";
 import { PartitionTask } from "../../ingest/partition-task.js";
-import { simulate } from "../../ingest/simulation.js";
+import { DEFAULT_SIMULATION, simulate } from "../../ingest/simulation.js";
 import { DEFAULT_WINDOWS } from "../../ingest/windows.js";
 import {
   consumeAll,
@@ -34,16 +34,10 @@ describe("scale-out: two workers share the partitions across rebalances", () => 
     env = await isolatedEnv("scale");
     messages = [
       ...simulate({
+        ...DEFAULT_SIMULATION,
         sensors: 30,
         count: COUNT,
         startTime: Date.UTC(2026, 0, 6),
-        intervalMs: 1000,
-        anomalyProbability: 0.01,
-        outOfOrderFraction: 0,
-        outOfOrderMs: 0,
-        lateFraction: 0,
-        lateMs: 0,
-        malformedFraction: 0,
         seed: 11,
       }),
     ].map((m) => ({ key: m.key, value: m.value, partition: Number(m.key.split("_")[1]) % PARTITIONS }));

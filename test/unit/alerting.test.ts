@@ -1,0 +1,119 @@
+import { describe, expect, it } from "vitest";
+import type { AlertRule } from "../../common/rules.js";
+import {
+  type AlertState,
+  checkDeadman,
+  evaluateReading,
+  newAlertState,
+  type Transition,
+} from "../../ingest/alerting.js";
+import type { Anomaly } from "../../ingest/detectors.js";
+
+function rule(overrides: Partial<AlertRule>): AlertRule {
+  return {
+    id: "r1",
+    name: "rule",
+    version: 1,
+    created_at: "2026-01-01T00:00:00Z",
+    updated_at: "2026-01-01T00:00:00Z",
+    sensors: { type: "all" },
+    field: "temperature",
+    severity: "warning",
+    condition: { type: "threshold", op: "above", value: 25 },
+    ...overrides,
+  };
+}
+
+/** Runs values at 1 s spacing and returns "state@second" for each transition. */
+function run(
+  r: AlertRule,
+  values: (number | null)[],
+  anomalies: (i: number) => Anomaly[] = () => [],
+): string[] {
+  const s: AlertState = newAlertState(r);
+  const out: string[] = [];
+  values.forEach((v, i) => {
+    if (v === null) return;
+    const t: Transition | undefined = evaluateReading(r, "s1", s, i * 1000, v, anomalies(i));
+    if (t) out.push(`${t.state}@${t.time / 1000}`);
+  });
+  return out;
+}
+
+describe("alert state machine", () => {
+  it("fires once per episode, not once per reading", () => {
+    expect(run(rule({}), [20, 30, 30, 30, 20, 30, 20])).toEqual([
+      "firing@1",
+      "resolved@4",
+      "firing@5",
+      "resolved@6",
+    ]);
+  });
+
+  it("waits out `for` and forgets a breach that ends before it", () => {
+    const r = rule({ for: "2s" });
+    expect(run(r, [30, 30, 20, 30, 30, 30, 20])).toEqual(["firing@5", "resolved@6"]);
+  });
+
+  it("resolves only past the hysteresis band", () => {
+    const r = rule({ hysteresis: 2 });
+    expect(run(r, [30, 24, 23.5, 23, 30])).toEqual(["firing@0", "resolved@3", "firing@4"]);
+  });
+
+  it("below: mirrors above", () => {
+    const r = rule({ condition: { type: "threshold", op: "below", value: 0 }, hysteresis: 1 });
+    expect(run(r, [5, -1, 0.5, 1, -3])).toEqual(["firing@1", "resolved@3", "firing@4"]);
+  });
+
+  it("rate of change per unit, ignoring out-of-order readings", () => {
+    const r = rule({ condition: { type: "rate_of_change", per: "1m", op: "above", value: 60 } });
+    // +2 per second = +120 per minute
+    expect(run(r, [10, 12, 14, 14.5])).toEqual(["firing@1", "resolved@3"]);
+  });
+
+  it("window aggregates are judged when the next window starts, at the window's end", () => {
+    const r = rule({ condition: { type: "window", fn: "max", window: "2s", op: "above", value: 25 } });
+    expect(run(r, [20, 26, 20, 20, 20, 20])).toEqual(["firing@2", "resolved@4"]);
+  });
+
+  it("anomaly rules resolve after `resolve_after` without a flag", () => {
+    const flag: Anomaly = { detector: "zscore", value: 1, score: 9, threshold: 4, expected: 0 };
+    const r = rule({ condition: { type: "anomaly", detectors: ["zscore"] }, resolve_after: "3s" });
+    expect(run(r, [1, 1, 1, 1, 1, 1, 1], (i) => (i === 1 || i === 2 ? [flag] : []))).toEqual([
+      "firing@1",
+      "resolved@5",
+    ]);
+    const other = rule({ condition: { type: "anomaly", detectors: ["delta"] } });
+    expect(run(other, [1, 1], () => [flag])).toEqual([]);
+  });
+
+  it("deadman fires back-dated to when the silence passed `after`, and resolves on data", () => {
+    const r = rule({ condition: { type: "deadman", after: "10s" } });
+    const s = newAlertState(r);
+    evaluateReading(r, "s1", s, 0, 1, []);
+    expect(checkDeadman(r, "s1", s, 9_000)).toBeUndefined();
+    expect(checkDeadman(r, "s1", s, 25_000)).toMatchObject({ state: "firing", time: 10_000 });
+    expect(checkDeadman(r, "s1", s, 30_000)).toBeUndefined();
+    expect(evaluateReading(r, "s1", s, 31_000, 1, [])).toMatchObject({ state: "resolved", time: 31_000 });
+  });
+
+  it("an edit to another kind of condition starts that condition's memory afresh", () => {
+    const rate = rule({ condition: { type: "rate_of_change", per: "1s", op: "above", value: 5 } });
+    const s = newAlertState(rate);
+    evaluateReading(rate, "s1", s, 0, 0, []);
+    const window = {
+      ...rate,
+      version: 2,
+      condition: {
+        type: "window" as const,
+        fn: "mean" as const,
+        window: "1s",
+        op: "above" as const,
+        value: 5,
+      },
+    };
+    evaluateReading(window, "s1", s, 1000, 10, []);
+    expect(s.prevValue).toBeUndefined();
+    expect(s.window).toMatchObject({ start: 1000, count: 1 });
+  });
+});
