@@ -30,6 +30,7 @@ import {
   ensureTopics,
   type Kafka,
   type KafkaMessage,
+  type Message,
   type Producer,
   withAdmin,
 } from "../common/kafka.js";
@@ -56,6 +57,33 @@ export interface WorkerOptions {
 }
 
 const MARKER_KEY = "__restore_marker__";
+/** Bytes of keys, values and headers per transactional send; well below the 1 MiB default limit. */
+const SEND_BYTES = 256 * 1024;
+
+function sizeOf(m: Message): number {
+  let n = 64 + (m.key?.length ?? 0) + (m.value?.length ?? 0);
+  for (const [k, v] of Object.entries(m.headers ?? {})) n += k.length + String(v).length + 8;
+  return n;
+}
+
+/** Splits messages into consecutive runs of at most `limit` bytes (a larger message goes alone). */
+function bySize(messages: Message[], limit: number): Message[][] {
+  const chunks: Message[][] = [];
+  let current: Message[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const size = sizeOf(m);
+    if (current.length > 0 && bytes + size > limit) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(m);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
 
 export class IngestWorker {
   private readonly kafka: Kafka;
@@ -114,6 +142,18 @@ export class IngestWorker {
       heartbeatInterval: Math.floor((this.options.sessionTimeoutMs ?? 30_000) / 10),
       maxBytesPerPartition: this.options.maxBytesPerPartition ?? 1024 * 1024,
       readUncommitted: false,
+      retry: {
+        initialRetryTime: 300,
+        retries: 10,
+        maxRetryTime: 10_000,
+        // kafkajs gives up on errors it deems non-retriable and leaves the group, while the process
+        // lives on doing nothing. Restarting (from the committed offsets, with state restored)
+        // keeps the worker working, or visibly failing in its logs and metrics, never silently idle.
+        restartOnFailure: async (error: Error) => {
+          this.options.logger.error({ error: error.message }, "consumer failed; restarting it");
+          return this.running;
+        },
+      },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
@@ -239,67 +279,54 @@ export class IngestWorker {
     const producer = await this.producerFor(partition);
     const transaction = await producer.transaction();
     try {
-      const sends = [];
-      if (out.deadLetters.length > 0) {
-        sends.push(
-          transaction.send({
-            topic: this.topics.dlq,
-            messages: out.deadLetters.map((d) => {
-              const m = messages[d.index] as KafkaMessage;
-              return {
-                key: m.key,
-                value: m.value ?? null,
-                headers: {
-                  "dlq-reason": d.reason,
-                  "dlq-detail": d.detail,
-                  "dlq-source-topic": this.topics.raw,
-                  "dlq-source-partition": String(partition),
-                  "dlq-source-offset": m.offset,
-                },
-              };
-            }),
+      const outputs: { topic: string; messages: Message[] }[] = [
+        {
+          topic: this.topics.dlq,
+          messages: out.deadLetters.map((d) => {
+            const m = messages[d.index] as KafkaMessage;
+            return {
+              key: m.key,
+              value: m.value ?? null,
+              headers: {
+                "dlq-reason": d.reason,
+                "dlq-detail": d.detail,
+                "dlq-source-topic": this.topics.raw,
+                "dlq-source-partition": String(partition),
+                "dlq-source-offset": m.offset,
+              },
+            };
           }),
-        );
-      }
-      if (out.late.length > 0) {
-        sends.push(
-          transaction.send({
-            topic: this.topics.late,
-            messages: out.late.map((i) => {
-              const m = messages[i] as KafkaMessage;
-              return {
-                key: m.key,
-                value: m.value ?? null,
-                headers: { "late-source-partition": String(partition), "late-source-offset": m.offset },
-              };
-            }),
+        },
+        {
+          topic: this.topics.late,
+          messages: out.late.map((i) => {
+            const m = messages[i] as KafkaMessage;
+            return {
+              key: m.key,
+              value: m.value ?? null,
+              headers: { "late-source-partition": String(partition), "late-source-offset": m.offset },
+            };
           }),
-        );
-      }
-      if (out.transitions.length > 0) {
-        sends.push(
-          transaction.send({
-            topic: this.topics.alerts,
-            messages: out.transitions.map((t) => ({ key: t.sensorId, value: JSON.stringify(payloadOf(t)) })),
-          }),
-        );
-      }
-      if (out.windows.length > 0) {
-        sends.push(
-          transaction.send({
-            topic: this.topics.aggregated,
-            messages: out.windows.map((w) => ({ key: w.sensor_id, value: JSON.stringify(w) })),
-          }),
-        );
-      }
-      const changelog = task.takeChangelog();
-      if (changelog.length > 0) {
-        sends.push(
-          transaction.send({
-            topic: this.topics.state,
-            messages: changelog.map((e) => ({ key: e.key, value: e.value, partition })),
-          }),
-        );
+        },
+        {
+          topic: this.topics.alerts,
+          messages: out.transitions.map((t) => ({ key: t.sensorId, value: JSON.stringify(payloadOf(t)) })),
+        },
+        {
+          topic: this.topics.aggregated,
+          messages: out.windows.map((w) => ({ key: w.sensor_id, value: JSON.stringify(w) })),
+        },
+        {
+          topic: this.topics.state,
+          messages: task.takeChangelog().map((e) => ({ key: e.key, value: e.value, partition })),
+        },
+      ];
+      // kafkajs puts everything one send() holds for a partition into one record batch, which the
+      // broker refuses above the topic's max.message.bytes (1 MiB by default): a batch of 10,000
+      // dead letters with their headers would be. Sends of at most SEND_BYTES keep each one small.
+      const sends: Promise<unknown>[] = [];
+      for (const { topic, messages: all } of outputs) {
+        for (const chunk of bySize(all, SEND_BYTES)) sends.push(transaction.send({ topic, messages: chunk }));
       }
       await Promise.all(sends);
       await transaction.sendOffsets({

@@ -20,8 +20,11 @@ import {
   startWorker,
 } from "../support/harness.js";
 
-const COUNT = 40_000;
-const KILLS = 3;
+// `npm run test:reliability` runs this at a larger scale.
+const COUNT = Number(process.env.RELIABILITY_READINGS ?? 40_000);
+const KILLS = Number(process.env.RELIABILITY_KILLS ?? 3);
+/** Time-outs grow with the stream: at 500 ms per 1000 readings it takes longer to produce and to drain. */
+const SCALE = Math.max(1, COUNT / 40_000);
 
 async function anomalies(env: Env): Promise<string[]> {
   const rows = await fluxRows<{
@@ -97,10 +100,20 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
         return `${r.sensor_id}|${r.timestamp}`;
       }),
     ).size;
-    // The stream keeps arriving while the worker is killed and restarted.
+    // The stream keeps arriving while the worker is killed and restarted. Just before each kill the
+    // next 100 readings are produced, so every kill finds the worker with data in flight however
+    // fast it runs; `produced` counts what has certainly reached the topic.
+    let position = 0;
+    let produced = 0;
+    const sendNext = async (n: number) => {
+      const chunk = messages.slice(position, position + n);
+      position += chunk.length;
+      await produce(crashy, chunk);
+      produced += chunk.length;
+    };
     const producing = (async () => {
-      for (let i = 0; i < messages.length; i += 1000) {
-        await produce(crashy, messages.slice(i, i + 1000));
+      while (position < messages.length) {
+        await sendNext(1000);
         await new Promise((r) => setTimeout(r, 500));
       }
     })();
@@ -111,15 +124,16 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
       const child = spawnWorker(crashy);
       const exited = new Promise((resolve) => child.once("exit", resolve));
       // Kill once it has committed something new, at a random moment after that.
-      const deadline = Date.now() + 60_000;
+      const deadline = Date.now() + 60_000 * SCALE;
       let progress = await groupProgress(crashy);
       while (progress.committed <= last && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 50));
         progress = await groupProgress(crashy);
       }
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 300)));
+      await sendNext(100);
       progress = await groupProgress(crashy);
-      if (progress.committed < progress.end) killsMidStream++;
+      if (progress.committed < produced) killsMidStream++;
       last = progress.committed;
       child.kill("SIGKILL");
       await exited;
@@ -127,7 +141,7 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
     await producing;
     const final = spawnWorker(crashy);
     try {
-      await drained(crashy, COUNT);
+      await drained(crashy, COUNT, 120_000 * SCALE);
     } finally {
       final.kill("SIGTERM");
       await new Promise((resolve) => final.once("exit", resolve));
@@ -135,11 +149,11 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
 
     const ok = await startWorker(reference);
     try {
-      await drained(reference, COUNT);
+      await drained(reference, COUNT, 120_000 * SCALE);
     } finally {
       await ok.stop();
     }
-  }, 400_000);
+  }, 400_000 * SCALE);
 
   it("killed the worker mid-stream every time", () => {
     expect(killsMidStream).toBe(KILLS);

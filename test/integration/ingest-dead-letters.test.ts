@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   consumeAll,
   countPoints,
+  drained,
   type Env,
   eventually,
   isolatedEnv,
@@ -167,5 +168,27 @@ describe("dead letters, out-of-order and late readings", () => {
     );
     expect((await worker.metrics.late.get()).values[0]?.value).toBe(1);
     expect((await worker.metrics.deadLetters.get()).values[0]?.value).toBe(BAD.length);
+  });
+});
+
+describe("a flood of invalid messages", () => {
+  it("dead-letters 12,000 bad messages from one partition, more than one record batch may hold", async () => {
+    const env = await isolatedEnv("dlq-flood");
+    const bad = Array.from({ length: 12_000 }, (_, i) => ({
+      key: "flood",
+      partition: 0,
+      value: `not json: message ${i} ${"x".repeat(60)}`,
+    }));
+    await produce(env, bad);
+    const worker = await startWorker(env);
+    try {
+      await drained(env, bad.length);
+      const dlq = await consumeAll(env, "deadLetter", bad.length, 60_000);
+      expect(dlq).toHaveLength(bad.length);
+      expect(new Set(dlq.map((m) => m.headers["dlq-source-offset"])).size).toBe(bad.length);
+      expect(dlq.every((m) => m.headers["dlq-reason"] === "invalid_json")).toBe(true);
+    } finally {
+      await worker.stop();
+    }
   });
 });

@@ -20,6 +20,9 @@ import {
   startWorker,
 } from "../support/harness.js";
 
+// `npm run test:reliability` keeps InfluxDB away for longer.
+const INFLUX_OUTAGE_S = Number(process.env.RELIABILITY_INFLUX_OUTAGE_S ?? 15);
+
 function traffic(count: number, seed: number, startTime: number) {
   return [
     ...simulate({
@@ -62,30 +65,34 @@ describe("outages", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("InfluxDB down for 15 s: offsets hold, the worker catches up alone, nothing lost", async () => {
-    const env = await isolatedEnv("influx-outage", {}, base);
-    const messages = traffic(12_000, 1, Date.UTC(2026, 0, 4));
-    await produce(env, messages.slice(0, 2000));
-    const worker = await startWorker(env);
-    try {
-      await drained(env, 2000);
-      await services.influx.stop();
-      const rest = stream(env, messages.slice(2000), 1000, 200);
-      // Offsets must not move while nothing can be written.
-      const before = await groupProgress(env);
-      await new Promise((r) => setTimeout(r, 15_000));
-      const during = await groupProgress(env);
-      expect(during.committed).toBe(before.committed);
-      expect(during.end).toBeGreaterThan(during.committed);
-      await services.influx.start();
-      await rest;
-      await drained(env, messages.length, 150_000);
-      expect(await countPoints(env, "readings", "temperature")).toBe(messages.length);
-      expect((await worker.metrics.writeRetries.get()).values[0]?.value).toBeGreaterThan(0);
-    } finally {
-      await worker.stop();
-    }
-  }, 240_000);
+  it(
+    `InfluxDB down for ${INFLUX_OUTAGE_S} s: offsets hold, the worker catches up alone, nothing lost`,
+    async () => {
+      const env = await isolatedEnv("influx-outage", {}, base);
+      const messages = traffic(12_000, 1, Date.UTC(2026, 0, 4));
+      await produce(env, messages.slice(0, 2000));
+      const worker = await startWorker(env);
+      try {
+        await drained(env, 2000);
+        await services.influx.stop();
+        const rest = stream(env, messages.slice(2000), 1000, 200);
+        // Offsets must not move while nothing can be written.
+        const before = await groupProgress(env);
+        await new Promise((r) => setTimeout(r, INFLUX_OUTAGE_S * 1000));
+        const during = await groupProgress(env);
+        expect(during.committed).toBe(before.committed);
+        expect(during.end).toBeGreaterThan(during.committed);
+        await services.influx.start();
+        await rest;
+        await drained(env, messages.length, 135_000 + INFLUX_OUTAGE_S * 1000);
+        expect(await countPoints(env, "readings", "temperature")).toBe(messages.length);
+        expect((await worker.metrics.writeRetries.get()).values[0]?.value).toBeGreaterThan(0);
+      } finally {
+        await worker.stop();
+      }
+    },
+    225_000 + INFLUX_OUTAGE_S * 1000,
+  );
 
   it("Kafka broker restarted mid-run: the worker reconnects, nothing lost or doubled", async () => {
     const env = await isolatedEnv("kafka-restart", {}, base);
