@@ -18,6 +18,11 @@ export function ingestSettings(env: Env = process.env): IngestSettings {
     influx: influxConfig(env),
     groupId: str(env, "INGEST_GROUP_ID", "sensor-ingest"),
     partitionConcurrency: num(env, "INGEST_PARTITION_CONCURRENCY", 3, { min: 1, max: 64, integer: true }),
+    maxBytesPerPartition: num(env, "INGEST_MAX_BYTES_PER_PARTITION", 1024 * 1024, {
+      min: 1024,
+      max: 64 * 1024 * 1024,
+      integer: true,
+    }),
     sessionTimeoutMs: num(env, "INGEST_SESSION_TIMEOUT_MS", 30_000, {
       min: 6000,
       max: 300_000,
