@@ -132,7 +132,14 @@ describe("crash recovery: SIGKILL the worker mid-stream", () => {
         await new Promise((r) => setTimeout(r, 50));
         progress = await groupProgress(crashy);
       }
-      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 500)));
+      // Then hand it a burst, and kill it at a random point while it works through it.
+      const before = progress.committed;
+      await sendNext(3000);
+      while (progress.committed <= before && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        progress = await groupProgress(crashy);
+      }
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 100)));
       progress = await groupProgress(crashy);
       if (progress.committed < position) killsMidStream++;
       last = progress.committed;
