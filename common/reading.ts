@@ -13,26 +13,29 @@ export interface Reading {
   tags: Record<string, string>;
 }
 
-export type DeadLetterReason =
-  | "empty"
-  | "oversize"
-  | "invalid_utf8"
-  | "invalid_json"
-  | "not_an_object"
-  | "missing_sensor_id"
-  | "invalid_sensor_id"
-  | "missing_timestamp"
-  | "invalid_timestamp"
-  | "timestamp_out_of_range"
-  | "no_fields"
-  | "invalid_key"
-  | "reserved_key"
-  | "non_finite_field"
-  | "field_out_of_range"
-  | "invalid_value_type"
-  | "invalid_tag_value"
-  | "too_many_keys"
-  | "influx_rejected";
+/** Why a message went to the dead-letter topic: the `dlq-reason` header. */
+export const DEAD_LETTER_REASONS = [
+  "empty",
+  "oversize",
+  "invalid_utf8",
+  "invalid_json",
+  "not_an_object",
+  "missing_sensor_id",
+  "invalid_sensor_id",
+  "missing_timestamp",
+  "invalid_timestamp",
+  "timestamp_out_of_range",
+  "no_fields",
+  "invalid_key",
+  "reserved_key",
+  "non_finite_field",
+  "field_out_of_range",
+  "invalid_value_type",
+  "invalid_tag_value",
+  "too_many_keys",
+  "influx_rejected",
+] as const;
+export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 
 export type ParseResult =
   | { ok: true; reading: Reading }

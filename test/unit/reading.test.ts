@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  DEAD_LETTER_REASONS,
   DEFAULT_LIMITS,
   type DeadLetterReason,
   MAX_FIELDS,
@@ -14,27 +15,7 @@ import {
 const NOW = Date.UTC(2024, 9, 27, 4, 0, 0);
 const SEED_TIME = 1730000000000;
 
-const REASONS: readonly DeadLetterReason[] = [
-  "empty",
-  "oversize",
-  "invalid_utf8",
-  "invalid_json",
-  "not_an_object",
-  "missing_sensor_id",
-  "invalid_sensor_id",
-  "missing_timestamp",
-  "invalid_timestamp",
-  "timestamp_out_of_range",
-  "no_fields",
-  "invalid_key",
-  "reserved_key",
-  "non_finite_field",
-  "field_out_of_range",
-  "invalid_value_type",
-  "invalid_tag_value",
-  "too_many_keys",
-  "influx_rejected",
-];
+const REASONS = DEAD_LETTER_REASONS;
 
 function bytes(text: string): Uint8Array {
   return new TextEncoder().encode(text);
