@@ -1,15 +1,17 @@
 /** Query parameters shared by several routes, and their checks beyond what JSON Schema can say. */
 import { Type } from "@sinclair/typebox";
 import { SENSOR_ID_PATTERN } from "../common/reading.js";
+import { durationToMs } from "../common/rules.js";
 import { badRequest, tooLarge } from "./problem.js";
 
 export const DURATION_PATTERN = "^[1-9][0-9]{0,8}(ms|s|m|h|d)$";
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
+/** A duration parameter in ms; the parsing is the rules' own, the error a 400 problem. */
 export function durationMs(text: string): number {
-  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text);
-  if (!match) throw badRequest(`duration ${JSON.stringify(text)} is not valid: use e.g. 10s, 1m, 1h, 1d`);
-  return Number(match[1]) * (UNIT_MS[match[2] as string] as number);
+  try {
+    return durationToMs(text);
+  } catch {
+    throw badRequest(`duration ${JSON.stringify(text)} is not valid: use e.g. 10s, 1m, 1h, 1d`);
+  }
 }
 
 export const TimeParam = Type.String({
