@@ -4,6 +4,9 @@
  * naming the variable, the value and what is accepted.
  */
 
+import type { TierName } from "./rollups.js";
+import { durationToMs } from "./rules.js";
+
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
@@ -73,7 +76,12 @@ export interface InfluxConfig {
   url: string;
   token: string;
   org: string;
+  /** Raw readings, anomaly flags, alert transitions and pipeline stats. */
   bucket: string;
+  /** One bucket per rollup tier (see common/rollups.ts). */
+  rollupBuckets: Record<TierName, string>;
+  /** Retention given to each bucket when it is created (0 = forever); existing buckets keep theirs. */
+  retentionMs: { raw: number } & Record<TierName, number>;
 }
 
 export function kafkaConfig(env: Env = process.env): KafkaConfig {
@@ -102,10 +110,38 @@ export function influxConfig(env: Env = process.env): InfluxConfig {
   } catch {
     throw new ConfigError(`INFLUX_URL=${JSON.stringify(url)} is not valid: expected an http(s) URL`);
   }
+  const bucket = str(env, "INFLUX_BUCKET");
   return {
     url: url.replace(/\/+$/, ""),
     token: str(env, "INFLUX_TOKEN"),
     org: str(env, "INFLUX_ORG"),
-    bucket: str(env, "INFLUX_BUCKET"),
+    bucket,
+    rollupBuckets: {
+      "1m": str(env, "INFLUX_ROLLUP_BUCKET_1M", `${bucket}_1m`),
+      "1h": str(env, "INFLUX_ROLLUP_BUCKET_1H", `${bucket}_1h`),
+    },
+    retentionMs: {
+      raw: retention(env, "INFLUX_RETENTION_RAW"),
+      "1m": retention(env, "INFLUX_RETENTION_1M"),
+      "1h": retention(env, "INFLUX_RETENTION_1H"),
+    },
   };
+}
+
+/** A retention: a duration such as 30d or 8760h, at least one hour, or 0 for forever (the default). */
+function retention(env: Env, name: string): number {
+  const text = raw(env, name);
+  if (text === undefined || text === "0") return 0;
+  let ms: number;
+  try {
+    ms = durationToMs(text);
+  } catch {
+    throw new ConfigError(
+      `${name}=${JSON.stringify(text)} is not valid: expected 0 (forever) or a duration such as 30d`,
+    );
+  }
+  if (ms < 3_600_000) {
+    throw new ConfigError(`${name}=${JSON.stringify(text)} is too short: InfluxDB keeps data at least 1h`);
+  }
+  return ms;
 }

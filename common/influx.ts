@@ -24,3 +24,66 @@ export async function influxHealthy(config: InfluxConfig, timeoutMs = 2000): Pro
     return false;
   }
 }
+
+async function influxApi(
+  config: InfluxConfig,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  const res = await fetch(`${config.url}${path}`, {
+    method,
+    headers: { authorization: `Token ${config.token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!res.ok) {
+    throw new Error(
+      `InfluxDB ${method} ${path.split("?")[0]} answered ${res.status}: ${(await res.text()).slice(0, 300)}`,
+    );
+  }
+  return res.status === 204 ? undefined : res.json();
+}
+
+/**
+ * Creates the raw and rollup buckets that do not exist yet, each with its configured retention;
+ * existing buckets are left as they are. Returns each bucket's retention (ms, 0 = forever).
+ */
+export async function ensureBuckets(config: InfluxConfig): Promise<Map<string, number>> {
+  const orgs = (await influxApi(config, "GET", `/api/v2/orgs?org=${encodeURIComponent(config.org)}`)) as {
+    orgs?: { id: string }[];
+  };
+  const orgID = orgs.orgs?.[0]?.id;
+  if (orgID === undefined)
+    throw new Error(`InfluxDB has no organization named ${JSON.stringify(config.org)}`);
+  const wanted: [string, number][] = [
+    [config.bucket, config.retentionMs.raw],
+    ...Object.entries(config.rollupBuckets).map(
+      ([tier, name]) =>
+        [name, config.retentionMs[tier as keyof typeof config.rollupBuckets]] as [string, number],
+    ),
+  ];
+  const retention = new Map<string, number>();
+  for (const [name, ms] of wanted) {
+    const found = (await influxApi(
+      config,
+      "GET",
+      `/api/v2/buckets?orgID=${orgID}&name=${encodeURIComponent(name)}`,
+    )) as { buckets?: { retentionRules?: { everySeconds?: number }[] }[] };
+    const existing = found.buckets?.[0];
+    if (existing !== undefined) {
+      retention.set(name, (existing.retentionRules?.[0]?.everySeconds ?? 0) * 1000);
+      continue;
+    }
+    await influxApi(config, "POST", "/api/v2/buckets", {
+      orgID,
+      name,
+      retentionRules: ms > 0 ? [{ type: "expire", everySeconds: Math.round(ms / 1000) }] : [],
+    }).catch(async (err) => {
+      // Another worker created it in the meantime.
+      if (!/answered 422/.test((err as Error).message)) throw err;
+    });
+    retention.set(name, ms);
+  }
+  return retention;
+}

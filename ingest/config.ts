@@ -1,5 +1,6 @@
 import { bool, influxConfig, kafkaConfig, num, str } from "../common/config.js";
 import { DEFAULT_LIMITS } from "../common/reading.js";
+import { DEFAULT_WINDOWS } from "./windows.js";
 import type { WorkerOptions } from "./worker.js";
 
 type Env = Record<string, string | undefined>;
@@ -48,8 +49,17 @@ export function ingestSettings(env: Env = process.env): IngestSettings {
         },
       },
       windows: {
-        sizeMs: num(env, "WINDOW_SIZE_MS", 60_000, { min: 1000, integer: true }),
-        allowedLatenessMs: num(env, "WINDOW_ALLOWED_LATENESS_MS", 10_000, { min: 0, integer: true }),
+        tiersMs: DEFAULT_WINDOWS.tiersMs,
+        allowedLatenessMs: num(env, "WINDOW_ALLOWED_LATENESS_MS", DEFAULT_WINDOWS.allowedLatenessMs, {
+          min: 0,
+          max: 3_600_000,
+          integer: true,
+        }),
+        revisionMs: num(env, "WINDOW_REVISION_MS", DEFAULT_WINDOWS.revisionMs, {
+          min: 0,
+          max: 86_400_000,
+          integer: true,
+        }),
       },
       limits: {
         maxBytes: num(env, "READING_MAX_BYTES", DEFAULT_LIMITS.maxBytes, {

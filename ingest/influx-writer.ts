@@ -6,11 +6,14 @@
  * (InfluxDB rejects a whole batch for a single field-type conflict).
  */
 import { HttpError, type InfluxDB, type WriteOptions } from "@influxdata/influxdb-client";
+import type { TierName } from "../common/rollups.js";
 
 export interface TaggedLine {
   line: string;
   /** Index of the Kafka message the line came from, so a rejected line can be dead-lettered. */
   source: number;
+  /** The rollup tier whose bucket the line goes to; absent for the raw bucket. */
+  bucket?: TierName;
 }
 
 export interface RejectedLine extends TaggedLine {
@@ -33,6 +36,7 @@ export class WriteAbandoned extends Error {
 export interface InfluxWriterOptions {
   org: string;
   bucket: string;
+  rollupBuckets: Record<TierName, string>;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
 }
@@ -72,17 +76,36 @@ export class InfluxWriter {
     this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
   }
 
-  /** Resolves with the lines InfluxDB refused permanently; everything else is stored. */
+  /**
+   * Resolves with the lines InfluxDB refused permanently; everything else is stored. Raw lines are
+   * written before rollup lines, so a rollup is never visible before the readings it summarises.
+   */
   async write(lines: TaggedLine[], hooks: WriteHooks): Promise<RejectedLine[]> {
     const rejected: RejectedLine[] = [];
-    await this.writeRange(lines, hooks, rejected);
+    const byBucket = new Map<string, TaggedLine[]>([[this.options.bucket, []]]);
+    for (const line of lines) {
+      const bucket =
+        line.bucket === undefined ? this.options.bucket : this.options.rollupBuckets[line.bucket];
+      let group = byBucket.get(bucket);
+      if (group === undefined) {
+        group = [];
+        byBucket.set(bucket, group);
+      }
+      group.push(line);
+    }
+    for (const [bucket, group] of byBucket) await this.writeRange(bucket, group, hooks, rejected);
     return rejected;
   }
 
-  private async writeRange(lines: TaggedLine[], hooks: WriteHooks, rejected: RejectedLine[]): Promise<void> {
+  private async writeRange(
+    bucket: string,
+    lines: TaggedLine[],
+    hooks: WriteHooks,
+    rejected: RejectedLine[],
+  ): Promise<void> {
     if (lines.length === 0) return;
     try {
-      await this.writeWithRetry(lines, hooks);
+      await this.writeWithRetry(bucket, lines, hooks);
     } catch (err) {
       if (!isPermanent(err)) throw err;
       if (lines.length === 1) {
@@ -91,12 +114,12 @@ export class InfluxWriter {
         return;
       }
       const mid = lines.length >> 1;
-      await this.writeRange(lines.slice(0, mid), hooks, rejected);
-      await this.writeRange(lines.slice(mid), hooks, rejected);
+      await this.writeRange(bucket, lines.slice(0, mid), hooks, rejected);
+      await this.writeRange(bucket, lines.slice(mid), hooks, rejected);
     }
   }
 
-  private async writeWithRetry(lines: TaggedLine[], hooks: WriteHooks): Promise<void> {
+  private async writeWithRetry(bucket: string, lines: TaggedLine[], hooks: WriteHooks): Promise<void> {
     let delay = this.initialBackoffMs;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -108,7 +131,7 @@ export class InfluxWriter {
           maxRetries: 0,
           gzipThreshold: 1 << 30,
         };
-        const api = this.influx.getWriteApi(this.options.org, this.options.bucket, "ms", options);
+        const api = this.influx.getWriteApi(this.options.org, bucket, "ms", options);
         api.writeRecords(lines.map((l) => l.line));
         await api.close();
         return;

@@ -4,7 +4,9 @@
  * state keys a batch touched, and hands them out as changelog entries so the state can be
  * rebuilt exactly after a crash or on another worker. No I/O happens here.
  */
+import type { Aggregate } from "../common/aggregate.js";
 import { type DeadLetterReason, parseReading, type ReadingLimits } from "../common/reading.js";
+import { PROGRESS_MEASUREMENT, ROLLUP_MEASUREMENT, type TierName, tierByMs } from "../common/rollups.js";
 import { type AlertRule, selects } from "../common/rules.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import {
@@ -17,14 +19,7 @@ import {
 import { type Anomaly, type DetectorConfig, detect, type FieldState, newFieldState } from "./detectors.js";
 import type { TaggedLine } from "./influx-writer.js";
 import { pointLine } from "./line-protocol.js";
-import {
-  addToWindow,
-  closeWindows,
-  isLate,
-  type SensorWindows,
-  type WindowConfig,
-  type WindowResult,
-} from "./windows.js";
+import { type Window, type WindowConfig, type WindowResult, WindowStore, windowResult } from "./windows.js";
 
 export interface TaskConfig {
   detectors: DetectorConfig;
@@ -53,9 +48,12 @@ export interface DeadLetter {
 export interface BatchOutput {
   lines: TaggedLine[];
   deadLetters: DeadLetter[];
-  /** Indexes of readings that arrived after their window was final. */
+  /** Indexes of readings that arrived too late to count in any window (stored raw only). */
   late: number[];
+  /** Windows of the finest tier emitted by this batch (closed, or revised by a late reading). */
   windows: WindowResult[];
+  /** Late readings that revised windows already emitted. */
+  revisions: number;
   /** Alert transitions, in event order (already included in `lines`). */
   transitions: Transition[];
   readings: number;
@@ -80,13 +78,19 @@ export class PartitionTask {
    */
   private nextOffset = -1n;
   private readonly detectors = new Map<string, FieldState>();
-  private readonly windows = new Map<string, SensorWindows>();
+  private readonly windows: WindowStore;
   /** Alert state by rule id, then sensor id. */
   private readonly alerts = new Map<string, Map<string, AlertState>>();
   private rulesVersion = -1;
   private readonly dirty = new Set<string>();
 
-  constructor(private readonly config: TaskConfig) {}
+  /** `partition` labels the rollup progress this task writes. */
+  constructor(
+    private readonly config: TaskConfig,
+    private readonly partition = 0,
+  ) {
+    this.windows = new WindowStore(config.windows);
+  }
 
   process(messages: InputMessage[], now: number, rules: RuleSet = NO_RULES): BatchOutput {
     const out: BatchOutput = {
@@ -94,13 +98,16 @@ export class PartitionTask {
       deadLetters: [],
       late: [],
       windows: [],
+      revisions: 0,
       transitions: [],
       readings: 0,
       anomalies: 0,
     };
+    let source = 0;
+    const emit = (w: Window) => this.emitWindow(w, out, source);
     if (rules.version !== this.rulesVersion) this.dropDeletedRules(rules);
-    const touchedSensors = new Set<string>();
     for (let index = 0; index < messages.length; index++) {
+      source = index;
       const parsed = parseReading((messages[index] as InputMessage).value, now, this.config.limits);
       if (!parsed.ok) {
         out.deadLetters.push({ index, reason: parsed.reason, detail: parsed.detail });
@@ -149,6 +156,7 @@ export class PartitionTask {
         const advanced = second > Math.floor(this.maxEventTime / 1000);
         this.maxEventTime = time;
         this.dirty.add(META_KEY);
+        this.windows.advance(time, emit);
         if (advanced) this.checkDeadmen(rules, out, index);
       }
       for (const rule of rules.rules) {
@@ -159,31 +167,72 @@ export class PartitionTask {
         if (transition) this.emit(transition, out, index);
       }
 
-      if (isLate(time, this.maxEventTime, this.config.windows)) {
+      if (this.windows.isTooLate(time, this.maxEventTime)) {
         out.late.push(index);
         continue;
       }
-      let sensorWindows = this.windows.get(sensorId);
-      if (sensorWindows === undefined) {
-        sensorWindows = {};
-        this.windows.set(sensorId, sensorWindows);
-      }
-      addToWindow(sensorWindows, time, fields, this.config.windows);
-      touchedSensors.add(sensorId);
+      this.windows.add(sensorId, time, fields, tags, emit);
     }
-    // Stream time only moves forward, so windows can only close when it does; closing is checked
-    // for every sensor with open windows, not just the ones in this batch.
-    if (out.readings > 0) {
-      for (const [sensorId, sensorWindows] of this.windows) {
-        const closed = closeWindows(sensorId, sensorWindows, this.maxEventTime, this.config.windows);
-        if (closed.length > 0) {
-          out.windows.push(...closed);
-          touchedSensors.add(sensorId);
-        }
-      }
-    }
-    for (const sensorId of touchedSensors) this.dirty.add(`w${SEP}${sensorId}`);
+    if (out.readings > 0) this.emitProgress(out, messages.length - 1);
     return out;
+  }
+
+  /** A window's rollup points (one per field, rewritten on every revision) and, for the finest tier, its Kafka message. */
+  private emitWindow(w: Window, out: BatchOutput, source: number): void {
+    const tier = tierByMs(w.sizeMs);
+    if (tier !== undefined) {
+      const tags = JSON.stringify(w.tags);
+      for (const field of Object.keys(w.fields).sort()) {
+        const a = w.fields[field] as Aggregate;
+        out.lines.push({
+          line: pointLine(
+            ROLLUP_MEASUREMENT,
+            { sensor_id: w.sensorId, field },
+            {
+              count: a.count,
+              sum: a.sum,
+              sumsq: a.sumsq,
+              min: a.min,
+              max: a.max,
+              first: a.first,
+              last: a.last,
+              first_time: a.firstTime,
+              last_time: a.lastTime,
+              tags,
+            },
+            w.start,
+          ),
+          source,
+          bucket: tier.name,
+        });
+      }
+    }
+    if (w.sizeMs === this.config.windows.tiersMs[0]) {
+      out.windows.push(windowResult(w));
+      if (w.emitted > 1) out.revisions++;
+    }
+  }
+
+  /**
+   * How far this partition's windows are closed, to the minute: a reader answers times before it
+   * from rollups and later ones from raw data. Point and value are both the minute, so however a
+   * replay cuts the stream into batches it rewrites the same points.
+   */
+  private emitProgress(out: BatchOutput, source: number): void {
+    const finest = tierByMs(this.config.windows.tiersMs[0] as number);
+    if (finest === undefined || !Number.isFinite(this.maxEventTime)) return;
+    const closed = this.maxEventTime - this.config.windows.allowedLatenessMs;
+    const minute = Math.floor(closed / 60_000) * 60_000;
+    out.lines.push({
+      line: pointLine(
+        PROGRESS_MEASUREMENT,
+        { partition: String(this.partition) },
+        { closed_through: minute },
+        minute,
+      ),
+      source,
+      bucket: finest.name as TierName,
+    });
   }
 
   private alertState(rule: AlertRule, sensorId: string): AlertState {
@@ -266,18 +315,10 @@ export class PartitionTask {
         const [, ruleId = "", sensorId = ""] = key.split(SEP);
         const state = this.alerts.get(ruleId)?.get(sensorId);
         entries.push({ key, value: state === undefined ? null : JSON.stringify(state) });
-      } else {
-        const sensorId = key.slice(2);
-        const sensorWindows = this.windows.get(sensorId);
-        if (sensorWindows === undefined || Object.keys(sensorWindows).length === 0) {
-          this.windows.delete(sensorId);
-          entries.push({ key, value: null });
-        } else {
-          entries.push({ key, value: JSON.stringify(sensorWindows) });
-        }
       }
     }
     this.dirty.clear();
+    entries.push(...this.windows.takeChangelog(`w${SEP}`));
     return entries;
   }
 
@@ -304,13 +345,11 @@ export class PartitionTask {
         byRule.set(sensorId, JSON.parse(value) as AlertState);
       }
     } else if (key.startsWith(`w${SEP}`)) {
-      const sensorId = key.slice(2);
-      if (value === null) this.windows.delete(sensorId);
-      else this.windows.set(sensorId, JSON.parse(value) as SensorWindows);
+      this.windows.restore(key.slice(2), value);
     }
   }
 
-  get stateSize(): { detectors: number; sensorsWithOpenWindows: number } {
-    return { detectors: this.detectors.size, sensorsWithOpenWindows: this.windows.size };
+  get stateSize(): { detectors: number; windows: number } {
+    return { detectors: this.detectors.size, windows: this.windows.size };
   }
 }

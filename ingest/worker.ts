@@ -21,7 +21,7 @@ import type { Logger } from "pino";
 import { Registry } from "prom-client";
 import { CompactedTable } from "../common/compacted-table.js";
 import type { InfluxConfig, KafkaConfig } from "../common/config.js";
-import { createInflux } from "../common/influx.js";
+import { createInflux, ensureBuckets } from "../common/influx.js";
 import {
   type Consumer,
   createKafka,
@@ -110,6 +110,7 @@ export class IngestWorker {
     this.writer = new InfluxWriter(createInflux(options.influx), {
       org: options.influx.org,
       bucket: options.influx.bucket,
+      rollupBuckets: options.influx.rollupBuckets,
     });
     const prefix = options.kafka.topicPrefix;
     this.topics = {
@@ -130,6 +131,7 @@ export class IngestWorker {
   }
 
   async start(): Promise<void> {
+    await ensureBuckets(this.options.influx);
     await withAdmin(this.kafka, async (admin) => {
       await ensureTopics(admin, this.options.kafka);
       await ensureChangelogTopic(admin, this.options.kafka, this.options.groupId);
@@ -391,7 +393,7 @@ export class IngestWorker {
       throw err;
     }
 
-    const task = new PartitionTask(this.options.task);
+    const task = new PartitionTask(this.options.task, partition);
     const reader = this.kafka.consumer({
       groupId: `${this.options.groupId}-restore-${randomUUID()}`,
       readUncommitted: false,

@@ -135,7 +135,7 @@ describe("kafkaConfig", () => {
 
 describe("influxConfig", () => {
   it("reads the connection and drops trailing slashes from the URL", () => {
-    expect(influxConfig(INFLUX)).toEqual({
+    expect(influxConfig(INFLUX)).toMatchObject({
       url: "http://127.0.0.1:8086",
       token: "token",
       org: "org",
@@ -164,6 +164,26 @@ describe("influxConfig", () => {
   });
 });
 
+describe("influxConfig rollup buckets and retention", () => {
+  it("derives rollup bucket names from the raw bucket and keeps data forever by default", () => {
+    const c = influxConfig({ ...INFLUX, INFLUX_BUCKET: "fleet" });
+    expect(c.rollupBuckets).toEqual({ "1m": "fleet_1m", "1h": "fleet_1h" });
+    expect(c.retentionMs).toEqual({ raw: 0, "1m": 0, "1h": 0 });
+  });
+
+  it("takes retentions as durations and refuses what InfluxDB would", () => {
+    const c = influxConfig({ ...INFLUX, INFLUX_RETENTION_RAW: "30d", INFLUX_RETENTION_1M: "400d" });
+    expect(c.retentionMs.raw).toBe(30 * 86_400_000);
+    expect(c.retentionMs["1m"]).toBe(400 * 86_400_000);
+    expect(configError(() => influxConfig({ ...INFLUX, INFLUX_RETENTION_1H: "10m" }))).toContain(
+      "at least 1h",
+    );
+    expect(configError(() => influxConfig({ ...INFLUX, INFLUX_RETENTION_RAW: "a month" }))).toContain(
+      'INFLUX_RETENTION_RAW="a month"',
+    );
+  });
+});
+
 describe("ingestSettings", () => {
   const env = { KAFKA_BROKERS: "a:9092", ...INFLUX };
 
@@ -171,8 +191,8 @@ describe("ingestSettings", () => {
     expect(configError(() => ingestSettings({ ...env, ANOMALY_ZSCORE_WINDOW: "1" }))).toContain(
       'ANOMALY_ZSCORE_WINDOW="1"',
     );
-    expect(configError(() => ingestSettings({ ...env, WINDOW_SIZE_MS: "1m" }))).toContain(
-      'WINDOW_SIZE_MS="1m"',
+    expect(configError(() => ingestSettings({ ...env, WINDOW_REVISION_MS: "1m" }))).toContain(
+      'WINDOW_REVISION_MS="1m"',
     );
     expect(configError(() => ingestSettings({ ...env, INGEST_METRICS_ENABLED: "si" }))).toContain(
       "INGEST_METRICS_ENABLED",
@@ -184,8 +204,13 @@ describe("ingestSettings", () => {
       ...env,
       ANOMALY_DELTA_THRESHOLD: "2.5",
       WINDOW_ALLOWED_LATENESS_MS: "0",
+      WINDOW_REVISION_MS: "600000",
     });
     expect(settings.task.detectors.delta.threshold).toBe(2.5);
-    expect(settings.task.windows).toEqual({ sizeMs: 60_000, allowedLatenessMs: 0 });
+    expect(settings.task.windows).toEqual({
+      tiersMs: [60_000, 3_600_000],
+      allowedLatenessMs: 0,
+      revisionMs: 600_000,
+    });
   });
 });

@@ -8,7 +8,6 @@ import {
   PartitionTask,
   type TaskConfig,
 } from "../../ingest/partition-task.js";
-import type { WindowResult } from "../../ingest/windows.js";
 
 /** 2024-10-27T03:33:00Z, a minute boundary. */
 const MINUTE = Date.UTC(2024, 9, 27, 3, 33);
@@ -21,7 +20,7 @@ const CONFIG: TaskConfig = {
     zscore: { window: 5, threshold: 1.5, minSamples: 3 },
     ewma: { alpha: 0.3, threshold: 2, warmup: 3 },
   },
-  windows: { sizeMs: 10_000, allowedLatenessMs: 2_000 },
+  windows: { tiersMs: [60_000, 3_600_000], allowedLatenessMs: 2_000, revisionMs: 8_000 },
   limits: DEFAULT_LIMITS,
 };
 
@@ -30,7 +29,16 @@ function message(doc: unknown): InputMessage {
 }
 
 function emptyOutput(): BatchOutput {
-  return { lines: [], deadLetters: [], late: [], windows: [], transitions: [], readings: 0, anomalies: 0 };
+  return {
+    lines: [],
+    deadLetters: [],
+    late: [],
+    windows: [],
+    revisions: 0,
+    transitions: [],
+    readings: 0,
+    anomalies: 0,
+  };
 }
 
 /** Appends a batch's output, shifting its message indexes by where the batch started. */
@@ -39,22 +47,17 @@ function append(total: BatchOutput, out: BatchOutput, offset: number): void {
   total.deadLetters.push(...out.deadLetters.map((d) => ({ ...d, index: d.index + offset })));
   total.late.push(...out.late.map((i) => i + offset));
   total.windows.push(...out.windows);
+  total.revisions += out.revisions;
   total.readings += out.readings;
   total.anomalies += out.anomalies;
 }
 
 /**
- * Windows close at the end of a batch, so where batches end decides the order windows of different
- * sensors come out in, never which windows or what they hold.
+ * Windows close on stream-time timers fired reading by reading, so batches change nothing about
+ * them. Only the rollup progress marker is written once per batch (idempotent by design).
  */
-function sortWindows(windows: WindowResult[]): WindowResult[] {
-  return [...windows].sort(
-    (a, b) => a.sensor_id.localeCompare(b.sensor_id) || a.window_start - b.window_start,
-  );
-}
-
 function normalised(out: BatchOutput): BatchOutput {
-  return { ...out, windows: sortWindows(out.windows) };
+  return { ...out, lines: out.lines.filter((l) => !l.line.startsWith("rollup_progress,")) };
 }
 
 function batchesOf(messages: InputMessage[], cuts: number[]): { batch: InputMessage[]; offset: number }[] {
@@ -153,6 +156,12 @@ describe("PartitionTask", () => {
     expect(out.lines).toEqual([
       { line: `readings,sensor_id=sensor_1 temperature=21.3 ${MINUTE}`, source: 0 },
       { line: `readings,sensor_id=sensor_1,site=north temperature=21.4 ${MINUTE + 1000}`, source: 3 },
+      // Stream time MINUTE + 1 s less 2 s of lateness: windows are closed through the minute before.
+      {
+        line: `rollup_progress,partition=0 closed_through=${MINUTE - 60_000} ${MINUTE - 60_000}`,
+        source: 4,
+        bucket: "1m",
+      },
     ]);
     expect(out.deadLetters.map((d) => [d.index, d.reason])).toEqual([
       [1, "invalid_json"],
@@ -181,40 +190,69 @@ describe("PartitionTask", () => {
     });
   });
 
-  it("emits a window once stream time passes its end plus lateness, and routes later readings aside", () => {
+  it("emits a window when stream time passes its end plus lateness, revises it for late readings, then drops it", () => {
     const task = new PartitionTask(CONFIG);
     const first = task.process(
       [
         message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE + 1_000 }),
-        message({ sensor_id: "s1", temperature: 22, timestamp: MINUTE + 9_999 }),
-        message({ sensor_id: "s1", temperature: 21, timestamp: MINUTE + 11_999 }),
+        message({ sensor_id: "s1", temperature: 22, timestamp: MINUTE + 59_999 }),
+        message({ sensor_id: "s1", temperature: 21, timestamp: MINUTE + 61_999 }),
       ],
       NOW,
     );
     expect(first.windows).toEqual([]);
     const second = task.process(
       [
-        message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 12_000 }),
-        message({ sensor_id: "s1", temperature: 24, timestamp: MINUTE + 5_000 }),
+        message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 62_000 }),
+        message({ sensor_id: "s1", temperature: 25, timestamp: MINUTE + 5_000 }),
       ],
       NOW,
     );
-    expect(second.late).toEqual([1]);
-    // s1's first window closes in a batch where s1 itself sent only a late reading.
+    // s1's first window closes on s2's reading; s1's late reading then revises it.
     expect(second.windows).toEqual([
       {
         sensor_id: "s1",
         window_start: MINUTE,
-        window_end: MINUTE + 10_000,
+        window_end: MINUTE + 60_000,
         count: 2,
         avg_temperature: 21,
         min_temperature: 20,
         max_temperature: 22,
         count_temperature: 2,
       },
+      {
+        sensor_id: "s1",
+        window_start: MINUTE,
+        window_end: MINUTE + 60_000,
+        count: 3,
+        revision: 1,
+        avg_temperature: 67 / 3,
+        min_temperature: 20,
+        max_temperature: 25,
+        count_temperature: 3,
+      },
     ]);
+    expect(second.revisions).toBe(1);
+    expect(second.late).toEqual([]);
+    // Both emissions rewrite the same rollup point (same identity), the second with the correction.
+    const rollups = second.lines.filter((l) => l.line.startsWith("rollup,") && l.bucket === "1m");
+    expect(rollups.map((l) => l.line)).toEqual([
+      `rollup,field=temperature,sensor_id=s1 count=2,sum=42,sumsq=884,min=20,max=22,first=20,last=22,first_time=${MINUTE + 1_000},last_time=${MINUTE + 59_999},tags="{}" ${MINUTE}`,
+      `rollup,field=temperature,sensor_id=s1 count=3,sum=67,sumsq=1509,min=20,max=25,first=20,last=22,first_time=${MINUTE + 1_000},last_time=${MINUTE + 59_999},tags="{}" ${MINUTE}`,
+    ]);
+
+    // Past end + lateness (2 s) + revision time (8 s) the window is gone: a reading for it is too late.
+    const third = task.process(
+      [
+        message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 70_000 }),
+        message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE + 6_000 }),
+      ],
+      NOW,
+    );
+    expect(third.late).toEqual([1]);
+    expect(third.windows).toEqual([]);
     // A late reading is still stored.
-    expect(second.lines.map((l) => l.source)).toContain(1);
+    expect(third.lines.map((l) => l.source)).toContain(1);
   });
 
   it("gives the same lines, windows, late readings and dead letters however the stream is split", () => {
@@ -242,6 +280,7 @@ describe("PartitionTask", () => {
   it("recovers after every batch of a stream that exercises windows, lateness and anomalies", () => {
     const generated = fc.sample(streamArb, { numRuns: 40, seed: 20241027 });
     let late = 0;
+    let revisions = 0;
     let windows = 0;
     let anomalies = 0;
     let deadLetters = 0;
@@ -251,18 +290,20 @@ describe("PartitionTask", () => {
       const recovered = runBatches(messages, cuts, cuts.map(() => true).concat(true));
       expect(normalised(recovered.output)).toEqual(normalised(whole));
       late += whole.late.length;
+      revisions += whole.revisions;
       windows += whole.windows.length;
       anomalies += whole.anomalies;
       deadLetters += whole.deadLetters.length;
     }
     // The generated streams must actually reach the paths the equality covers.
     expect(late).toBeGreaterThan(20);
+    expect(revisions).toBeGreaterThan(20);
     expect(windows).toBeGreaterThan(20);
     expect(anomalies).toBeGreaterThan(20);
     expect(deadLetters).toBeGreaterThan(20);
   });
 
-  it("hands out each changed state key once per batch and tombstones a sensor without open windows", () => {
+  it("hands out each changed state key once per batch and tombstones dropped windows", () => {
     const task = new PartitionTask(CONFIG);
     task.process(
       [
@@ -276,17 +317,18 @@ describe("PartitionTask", () => {
     expect(first.filter((e) => e.value === null)).toEqual([]);
     expect(task.takeChangelog()).toEqual([]);
 
-    // s2 moves stream time past s1's only window: s1 has no open windows left.
-    task.process([message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 30_000 })], NOW);
+    // s2 moves stream time past s1's minute window and its revision time: that window is dropped.
+    task.process([message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 70_000 })], NOW);
     const second = task.takeChangelog();
     const tombstones = second.filter((e) => e.value === null);
     expect(tombstones).toHaveLength(1);
-    expect(tombstones[0]?.key).toContain("s1");
-    expect(task.stateSize).toEqual({ detectors: 2, sensorsWithOpenWindows: 1 });
+    expect(tombstones[0]?.key).toBe(`w\u001fs1\u001f60000\u001f${MINUTE}`);
+    // Left: s1's hour window, s2's minute and hour windows.
+    expect(task.stateSize).toEqual({ detectors: 2, windows: 3 });
 
     const rebuilt = new PartitionTask(CONFIG);
     for (const entry of [...first, ...second]) rebuilt.restore(entry.key, entry.value);
-    expect(rebuilt.stateSize).toEqual({ detectors: 2, sensorsWithOpenWindows: 1 });
+    expect(rebuilt.stateSize).toEqual({ detectors: 2, windows: 3 });
   });
 
   it("a batch of only dead letters changes no state", () => {

@@ -1,219 +1,186 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  addToWindow,
-  closeWindows,
+  type Aggregate,
+  addReading,
+  aggregateOf,
+  meanOf,
+  mergeAggregates,
+  stddevOf,
+} from "../../common/aggregate.js";
+import { ROLLUP_TIERS } from "../../common/rollups.js";
+import {
   DEFAULT_WINDOWS,
-  isLate,
-  type SensorWindows,
+  type Window,
   type WindowConfig,
-  type WindowResult,
-  watermark,
+  WindowStore,
   windowStart,
 } from "../../ingest/windows.js";
 
-/** 2024-10-27T03:33:00Z, a minute boundary. */
-const MINUTE = Date.UTC(2024, 9, 27, 3, 33);
-const config: WindowConfig = { sizeMs: 60_000, allowedLatenessMs: 10_000 };
+const HOUR = Date.UTC(2024, 9, 27, 3);
+const config: WindowConfig = { tiersMs: [60_000, 3_600_000], allowedLatenessMs: 10_000, revisionMs: 60_000 };
 
-describe("window math", () => {
-  it("aligns windows to the epoch, start inclusive, end exclusive", () => {
-    expect(windowStart(MINUTE, 60_000)).toBe(MINUTE);
-    expect(windowStart(MINUTE + 59_999, 60_000)).toBe(MINUTE);
-    expect(windowStart(MINUTE + 60_000, 60_000)).toBe(MINUTE + 60_000);
-    expect(windowStart(MINUTE - 1, 60_000)).toBe(MINUTE - 60_000);
-    expect(windowStart(12_345, 5_000)).toBe(10_000);
-  });
-
-  it("puts the watermark allowed lateness behind stream time", () => {
-    expect(watermark(MINUTE, config)).toBe(MINUTE - 10_000);
-    expect(watermark(MINUTE, { sizeMs: 60_000, allowedLatenessMs: 0 })).toBe(MINUTE);
-  });
-
-  it("classifies late exactly when the watermark reaches the window end", () => {
-    const time = MINUTE + 30_000;
-    const end = MINUTE + 60_000;
-    expect(isLate(time, end + 10_000 - 1, config)).toBe(false);
-    expect(isLate(time, end + 10_000, config)).toBe(true);
-    // The first and last millisecond of the window share its fate.
-    expect(isLate(MINUTE, end + 10_000, config)).toBe(true);
-    expect(isLate(end - 1, end + 10_000, config)).toBe(true);
-    expect(isLate(end, end + 10_000, config)).toBe(false);
-  });
-
-  it("never classifies the reading that sets stream time as late", () => {
-    fc.assert(
-      fc.property(
-        fc.integer({ min: MINUTE, max: MINUTE + 1e9 }),
-        fc.integer({ min: 1000, max: 3_600_000 }),
-        fc.integer({ min: 0, max: 3_600_000 }),
-        (time, sizeMs, allowedLatenessMs) => {
-          expect(isLate(time, time, { sizeMs, allowedLatenessMs })).toBe(false);
-        },
-      ),
-    );
-  });
-});
-
-describe("closeWindows", () => {
-  function windowsWith(times: number[]): SensorWindows {
-    const windows: SensorWindows = {};
-    for (const t of times) addToWindow(windows, t, { temperature: 20 }, config);
-    return windows;
-  }
-
-  it("closes a window only once the watermark passes its end", () => {
-    const windows = windowsWith([MINUTE + 1_000]);
-    expect(closeWindows("s", windows, MINUTE + 69_999, config)).toEqual([]);
-    expect(Object.keys(windows)).toEqual([String(MINUTE)]);
-    const closed = closeWindows("s", windows, MINUTE + 70_000, config);
-    expect(closed.map((w) => [w.window_start, w.window_end])).toEqual([[MINUTE, MINUTE + 60_000]]);
-    expect(windows).toEqual({});
-  });
-
-  it("returns the closed windows oldest first and keeps the open ones", () => {
-    const windows = windowsWith([MINUTE + 180_000, MINUTE + 120_000, MINUTE, MINUTE + 60_000]);
-    const closed = closeWindows("s", windows, MINUTE + 190_000, config);
-    expect(closed.map((w) => w.window_start)).toEqual([MINUTE, MINUTE + 60_000, MINUTE + 120_000]);
-    expect(Object.keys(windows)).toEqual([String(MINUTE + 180_000)]);
-  });
-
-  it("reports avg, min, max and count per field, in the seed's names", () => {
-    const windows: SensorWindows = {};
-    addToWindow(windows, MINUTE + 1, { temperature: 20, humidity: 40 }, config);
-    addToWindow(windows, MINUTE + 2, { temperature: 22 }, config);
-    addToWindow(windows, MINUTE + 3, { temperature: 27 }, config);
-    expect(closeWindows("sensor_1", windows, MINUTE + 1e6, config)).toEqual([
-      {
-        sensor_id: "sensor_1",
-        window_start: MINUTE,
-        window_end: MINUTE + 60_000,
-        count: 3,
-        avg_humidity: 40,
-        min_humidity: 40,
-        max_humidity: 40,
-        count_humidity: 1,
-        avg_temperature: 23,
-        min_temperature: 20,
-        max_temperature: 27,
-        count_temperature: 3,
-      },
-    ]);
-  });
-});
-
-interface Event {
-  sensor: string;
-  time: number;
-  value: number;
+function aggregateAll(values: { v: number; t: number }[]): Aggregate {
+  const [head, ...rest] = values as [{ v: number; t: number }, ...{ v: number; t: number }[]];
+  const a = aggregateOf(head.v, head.t);
+  for (const { v, t } of rest) addReading(a, v, t);
+  return a;
 }
 
-/** Readings that go forward with jitter: some a little out of order, some far behind. */
-const eventsArb = fc.array(
-  fc.record({
-    sensor: fc.constantFrom("a", "b", "c"),
-    step: fc.integer({ min: -150_000, max: 40_000 }),
-    value: fc.double({ min: -1e6, max: 1e6, noNaN: true }).map((v) => (v === 0 ? 0 : v)),
-  }),
-  { maxLength: 150, size: "max" },
+/** Integer-valued readings keep sums exact, so equality needs no tolerance. */
+const readingsArb = fc.array(
+  fc.record({ v: fc.integer({ min: -10_000, max: 10_000 }), t: fc.integer({ min: 0, max: 7_200_000 }) }),
+  { minLength: 1, maxLength: 200 },
 );
 
-function toEvents(steps: { sensor: string; step: number; value: number }[]): Event[] {
-  let clock = MINUTE + 7_000;
-  return steps.map(({ sensor, step, value }) => {
-    // Negative steps are out-of-order readings that do not move the clock.
-    if (step >= 0) clock += step;
-    return { sensor, time: step >= 0 ? clock : clock + step, value };
-  });
-}
-
-describe("windows against a naive computation", () => {
-  const configArb = fc.record({
-    sizeMs: fc.constantFrom(10_000, 60_000, 15_000),
-    allowedLatenessMs: fc.constantFrom(0, 5_000, 10_000, 30_000),
-  });
-
-  it("aggregates every on-time reading once and classifies late exactly as the watermark says", () => {
-    let lateSeen = 0;
-    let onTimeSeen = 0;
+describe("Aggregate", () => {
+  it("merging the aggregates of any split equals the aggregate of the whole (a rollup of rollups)", () => {
     fc.assert(
-      fc.property(eventsArb, configArb, fc.integer({ min: 1, max: 10 }), (steps, cfg, closeEvery) => {
-        const events = toEvents(steps);
-        const windows = new Map<string, SensorWindows>();
-        const emitted: WindowResult[] = [];
-        const late: number[] = [];
-        let maxEventTime = Number.NEGATIVE_INFINITY;
-        events.forEach((e, i) => {
-          maxEventTime = Math.max(maxEventTime, e.time);
-          if (isLate(e.time, maxEventTime, cfg)) {
-            late.push(i);
-          } else {
-            let sensorWindows = windows.get(e.sensor);
-            if (sensorWindows === undefined) {
-              sensorWindows = {};
-              windows.set(e.sensor, sensorWindows);
-            }
-            addToWindow(sensorWindows, e.time, { v: e.value }, cfg);
-          }
-          if (i % closeEvery === 0) {
-            for (const [sensor, w] of windows) {
-              const closed = closeWindows(sensor, w, maxEventTime, cfg);
-              // Everything closed here is behind the watermark, and everything left open is not.
-              for (const c of closed)
-                expect(c.window_end).toBeLessThanOrEqual(maxEventTime - cfg.allowedLatenessMs);
-              for (const start of Object.keys(w))
-                expect(Number(start) + cfg.sizeMs).toBeGreaterThan(maxEventTime - cfg.allowedLatenessMs);
-              emitted.push(...closed);
-            }
-          }
-        });
-        for (const [sensor, w] of windows)
-          emitted.push(...closeWindows(sensor, w, Number.MAX_SAFE_INTEGER, cfg));
-
-        // Naive: a reading is late when its window's end is at or behind the watermark of the
-        // largest event time seen up to and including it.
-        const expectedLate: number[] = [];
-        const groups = new Map<string, Event[]>();
-        let seen = Number.NEGATIVE_INFINITY;
-        events.forEach((e, i) => {
-          seen = Math.max(seen, e.time);
-          const start = Math.floor(e.time / cfg.sizeMs) * cfg.sizeMs;
-          if (start + cfg.sizeMs <= seen - cfg.allowedLatenessMs) {
-            expectedLate.push(i);
-            return;
-          }
-          const key = `${e.sensor}/${start}`;
-          groups.set(key, [...(groups.get(key) ?? []), e]);
-        });
-        expect(late).toEqual(expectedLate);
-        lateSeen += late.length;
-        onTimeSeen += events.length - late.length;
-
-        const expected = [...groups].map(([key, group]) => {
-          const [sensor, start] = key.split("/") as [string, string];
-          const values = group.map((e) => e.value);
-          return {
-            sensor_id: sensor,
-            window_start: Number(start),
-            window_end: Number(start) + cfg.sizeMs,
-            count: values.length,
-            avg_v: values.reduce((s, v) => s + v, 0) / values.length,
-            min_v: Math.min(...values),
-            max_v: Math.max(...values),
-            count_v: values.length,
-          };
-        });
-        const order = (a: WindowResult, b: WindowResult) =>
-          a.sensor_id.localeCompare(b.sensor_id) || a.window_start - b.window_start;
-        expect([...emitted].sort(order)).toEqual(expected.sort(order));
+      fc.property(readingsArb, fc.integer({ min: 1, max: 199 }), (values, cut) => {
+        const at = Math.min(cut, values.length - 1);
+        const whole = aggregateAll(values);
+        if (at === 0) return;
+        const merged = mergeAggregates(aggregateAll(values.slice(0, at)), aggregateAll(values.slice(at)));
+        expect(merged).toEqual(whole);
       }),
-      { numRuns: 200 },
     );
-    expect(lateSeen).toBeGreaterThan(500);
-    expect(onTimeSeen).toBeGreaterThan(500);
   });
 
-  it("uses the one-minute window and ten-second lateness by default", () => {
-    expect(DEFAULT_WINDOWS).toEqual({ sizeMs: 60_000, allowedLatenessMs: 10_000 });
+  it("derives the mean and the sample standard deviation, null for one reading", () => {
+    const a = aggregateAll([2, 4, 4, 4, 5, 5, 7, 9].map((v, t) => ({ v, t })));
+    expect(meanOf(a)).toBe(5);
+    expect(stddevOf(a)).toBeCloseTo(Math.sqrt(32 / 7), 12);
+    expect(stddevOf(aggregateOf(3, 0))).toBeNull();
+    expect(stddevOf(aggregateAll([5, 5, 5].map((v, t) => ({ v, t }))))).toBe(0);
+  });
+
+  it("keeps the first and last reading by event time, whatever the arrival order", () => {
+    const a = aggregateAll([
+      { v: 3, t: 20 },
+      { v: 1, t: 10 },
+      { v: 9, t: 30 },
+      { v: 4, t: 25 },
+    ]);
+    expect([a.first, a.firstTime, a.last, a.lastTime]).toEqual([1, 10, 9, 30]);
+  });
+});
+
+describe("WindowStore", () => {
+  function run(events: { sensor: string; t: number; v: number }[], cfg = config) {
+    const store = new WindowStore(cfg);
+    const emitted: { key: string; count: number; emitted: number }[] = [];
+    const latest = new Map<string, Window>();
+    let stream = Number.NEGATIVE_INFINITY;
+    let tooLate = 0;
+    const emit = (w: Window) => {
+      const key = `${w.sensorId}/${w.sizeMs}/${w.start}`;
+      emitted.push({ key, count: w.fields.x?.count ?? 0, emitted: w.emitted });
+      latest.set(key, { ...w, fields: { x: { ...(w.fields.x as Aggregate) } } });
+    };
+    for (const e of events) {
+      if (e.t > stream) {
+        stream = e.t;
+        store.advance(stream, emit);
+      }
+      if (store.isTooLate(e.t, stream)) tooLate++;
+      else store.add(e.sensor, e.t, { x: e.v }, {}, emit);
+    }
+    return { store, emitted, latest, tooLate };
+  }
+
+  it("closes a window when stream time reaches end + lateness, not a millisecond before", () => {
+    const { emitted } = run([
+      { sensor: "a", t: HOUR + 1_000, v: 1 },
+      { sensor: "a", t: HOUR + 69_999, v: 2 },
+    ]);
+    expect(emitted).toEqual([]);
+    const later = run([
+      { sensor: "a", t: HOUR + 1_000, v: 1 },
+      { sensor: "b", t: HOUR + 70_000, v: 2 },
+    ]);
+    expect(later.emitted).toEqual([{ key: `a/60000/${HOUR}`, count: 1, emitted: 1 }]);
+  });
+
+  it("re-emits a closed window for each late reading inside the revision time, then drops it", () => {
+    const { emitted, tooLate, store } = run([
+      { sensor: "a", t: HOUR + 1_000, v: 1 },
+      { sensor: "a", t: HOUR + 70_000, v: 2 },
+      { sensor: "a", t: HOUR + 2_000, v: 3 },
+      { sensor: "a", t: HOUR + 130_000, v: 4 },
+      { sensor: "a", t: HOUR + 3_000, v: 5 },
+    ]);
+    expect(emitted.filter((e) => e.key === `a/60000/${HOUR}`)).toEqual([
+      { key: `a/60000/${HOUR}`, count: 1, emitted: 1 },
+      { key: `a/60000/${HOUR}`, count: 2, emitted: 2 },
+    ]);
+    expect(tooLate).toBe(1);
+    // Left: the hour window and the minute windows of 70 s and 130 s.
+    expect(store.size).toBe(3);
+  });
+
+  it("every hour window holds exactly the merge of its minute windows, revisions included", () => {
+    const eventsArb = fc
+      .array(
+        fc.record({
+          sensor: fc.constantFrom("a", "b"),
+          step: fc.integer({ min: -90_000, max: 120_000 }),
+          v: fc.integer({ min: -500, max: 500 }),
+        }),
+        { minLength: 1, maxLength: 300 },
+      )
+      .map((items) => {
+        let clock = HOUR;
+        return items.map(({ sensor, step, v }) => {
+          if (step >= 0) clock += step;
+          return { sensor, t: Math.max(HOUR, clock + Math.min(step, 0)), v };
+        });
+      });
+    fc.assert(
+      fc.property(eventsArb, (events) => {
+        // Flush everything with a reading far in the future.
+        const { latest } = run([...events, { sensor: "z", t: HOUR + 100 * 3_600_000, v: 0 }]);
+        for (const [key, hour] of latest) {
+          const [sensor, size, start] = key.split("/");
+          if (size !== "3600000" || sensor === "z") continue;
+          const minutes = [...latest.entries()]
+            .filter(([k]) => {
+              const [s, z, st] = k.split("/");
+              return s === sensor && z === "60000" && windowStart(Number(st), 3_600_000) === Number(start);
+            })
+            .map(([, w]) => w.fields.x as Aggregate);
+          const merged = minutes.reduce((acc, m) => mergeAggregates(acc, m));
+          expect({ ...merged, first: 0, last: 0 }).toEqual({
+            ...(hour.fields.x as Aggregate),
+            first: 0,
+            last: 0,
+          });
+          expect(merged.firstTime).toBe(hour.fields.x?.firstTime);
+          expect(merged.lastTime).toBe(hour.fields.x?.lastTime);
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it("restored from its changelog, fires the same timers as the original", () => {
+    const events = [
+      { sensor: "a", t: HOUR + 1_000, v: 1 },
+      { sensor: "b", t: HOUR + 30_000, v: 2 },
+      { sensor: "a", t: HOUR + 65_000, v: 3 },
+    ];
+    const original = run(events).store;
+    const log = original.takeChangelog("");
+    const restored = new WindowStore(config);
+    for (const e of log) restored.restore(e.key, e.value);
+    const a: string[] = [];
+    const b: string[] = [];
+    original.advance(HOUR + 200_000, (w) => a.push(`${w.sensorId}/${w.sizeMs}/${w.start}/${w.emitted}`));
+    restored.advance(HOUR + 200_000, (w) => b.push(`${w.sensorId}/${w.sizeMs}/${w.start}/${w.emitted}`));
+    expect(b).toEqual(a);
+    expect(a.length).toBeGreaterThan(0);
+  });
+
+  it("keeps a window of every rollup tier by default", () => {
+    expect(DEFAULT_WINDOWS.tiersMs).toEqual(ROLLUP_TIERS.map((t) => t.ms));
   });
 });
