@@ -13,6 +13,10 @@ export interface ApiSettings {
   maxRangeMs: number;
   /** Most points (rows) one response may hold. */
   maxPoints: number;
+  /** Most raw readings one answer may read for what storage cannot compute (quantiles). */
+  maxRawPoints: number;
+  /** How often the in-memory sensor catalogue (used to check limits before querying) is refreshed. */
+  catalogueRefreshMs: number;
   /** Requests one bearer token (or, without a token, one client address) may make per minute. */
   rateLimitPerMinute: number;
 }
@@ -36,7 +40,13 @@ export function apiSettings(env: Env = process.env): ApiSettings {
     influx: influxConfig(env),
     kafka: kafkaConfig(env),
     maxRangeMs: num(env, "API_MAX_RANGE_DAYS", 31, { min: 1 / 24, max: 3660 }) * 86_400_000,
-    maxPoints: num(env, "API_MAX_POINTS", 50_000, { min: 100, max: 10_000_000, integer: true }),
+    maxPoints: num(env, "API_MAX_POINTS", 100_000, { min: 100, max: 10_000_000, integer: true }),
+    maxRawPoints: num(env, "API_MAX_RAW_POINTS", 5_000_000, { min: 1000, max: 1_000_000_000, integer: true }),
+    catalogueRefreshMs: num(env, "API_CATALOGUE_REFRESH_MS", 30_000, {
+      min: 0,
+      max: 86_400_000,
+      integer: true,
+    }),
     rateLimitPerMinute: num(env, "API_RATE_LIMIT_PER_MINUTE", 600, { min: 1, max: 1_000_000, integer: true }),
   };
 }

@@ -22,6 +22,7 @@ import { requireScope, type Scope } from "./auth.js";
 import type { ApiSettings } from "./config.js";
 import { FluxRunner } from "./influx-query.js";
 import { Problem, ProblemError, validationProblem } from "./problem.js";
+import { ReadPath } from "./read-path.js";
 import { aggregatesRoutes } from "./routes/aggregates.js";
 import { alertsRoutes } from "./routes/alerts.js";
 import { anomaliesRoutes } from "./routes/anomalies.js";
@@ -33,6 +34,7 @@ import { RuleStore } from "./rule-store.js";
 export interface RouteContext {
   settings: ApiSettings;
   flux: FluxRunner;
+  read: ReadPath;
   kafka: Kafka;
   registry: Registry;
   rules: RuleStore;
@@ -200,16 +202,20 @@ export async function buildServer({
       ),
   });
 
+  const flux = new FluxRunner(createInflux(settings.influx), settings.influx.org, registry);
   const ctx: RouteContext = {
     settings,
     kafka,
     registry,
-    flux: new FluxRunner(createInflux(settings.influx), settings.influx.org, registry),
+    flux,
+    read: new ReadPath(flux, settings.influx, settings.maxRangeMs),
     auth: (scope) => requireScope(scope, settings.tokens),
     rules: new RuleStore(kafka, settings.kafka),
   };
   await ctx.rules.start();
   app.addHook("onClose", () => ctx.rules.stop());
+  await ctx.read.start(settings.catalogueRefreshMs);
+  app.addHook("onClose", async () => ctx.read.stop());
   await app.register(healthRoutes(ctx));
   await app.register(aggregatesRoutes(ctx));
   await app.register(sensorsRoutes(ctx));

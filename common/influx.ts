@@ -45,45 +45,62 @@ async function influxApi(
   return res.status === 204 ? undefined : res.json();
 }
 
-/**
- * Creates the raw and rollup buckets that do not exist yet, each with its configured retention;
- * existing buckets are left as they are. Returns each bucket's retention (ms, 0 = forever).
- */
-export async function ensureBuckets(config: InfluxConfig): Promise<Map<string, number>> {
+async function orgId(config: InfluxConfig): Promise<string> {
   const orgs = (await influxApi(config, "GET", `/api/v2/orgs?org=${encodeURIComponent(config.org)}`)) as {
     orgs?: { id: string }[];
   };
-  const orgID = orgs.orgs?.[0]?.id;
-  if (orgID === undefined)
-    throw new Error(`InfluxDB has no organization named ${JSON.stringify(config.org)}`);
-  const wanted: [string, number][] = [
+  const id = orgs.orgs?.[0]?.id;
+  if (id === undefined) throw new Error(`InfluxDB has no organization named ${JSON.stringify(config.org)}`);
+  return id;
+}
+
+/** The raw bucket and each rollup tier's bucket, with the retention each is created with. */
+function wantedBuckets(config: InfluxConfig): [string, number][] {
+  return [
     [config.bucket, config.retentionMs.raw],
     ...Object.entries(config.rollupBuckets).map(
       ([tier, name]) =>
         [name, config.retentionMs[tier as keyof typeof config.rollupBuckets]] as [string, number],
     ),
   ];
+}
+
+async function findBucket(config: InfluxConfig, orgID: string, name: string): Promise<number | undefined> {
+  const found = (await influxApi(
+    config,
+    "GET",
+    `/api/v2/buckets?orgID=${orgID}&name=${encodeURIComponent(name)}`,
+  )) as { buckets?: { retentionRules?: { everySeconds?: number }[] }[] };
+  const bucket = found.buckets?.[0];
+  return bucket === undefined ? undefined : (bucket.retentionRules?.[0]?.everySeconds ?? 0) * 1000;
+}
+
+/** Each existing bucket's retention in ms (0 = forever); missing buckets are left out. */
+export async function bucketRetentions(config: InfluxConfig): Promise<Map<string, number>> {
+  const orgID = await orgId(config);
   const retention = new Map<string, number>();
-  for (const [name, ms] of wanted) {
-    const found = (await influxApi(
-      config,
-      "GET",
-      `/api/v2/buckets?orgID=${orgID}&name=${encodeURIComponent(name)}`,
-    )) as { buckets?: { retentionRules?: { everySeconds?: number }[] }[] };
-    const existing = found.buckets?.[0];
-    if (existing !== undefined) {
-      retention.set(name, (existing.retentionRules?.[0]?.everySeconds ?? 0) * 1000);
-      continue;
-    }
+  for (const [name] of wantedBuckets(config)) {
+    const ms = await findBucket(config, orgID, name);
+    if (ms !== undefined) retention.set(name, ms);
+  }
+  return retention;
+}
+
+/**
+ * Creates the raw and rollup buckets that do not exist yet, each with its configured retention;
+ * existing buckets keep theirs.
+ */
+export async function ensureBuckets(config: InfluxConfig): Promise<void> {
+  const orgID = await orgId(config);
+  for (const [name, ms] of wantedBuckets(config)) {
+    if ((await findBucket(config, orgID, name)) !== undefined) continue;
     await influxApi(config, "POST", "/api/v2/buckets", {
       orgID,
       name,
       retentionRules: ms > 0 ? [{ type: "expire", everySeconds: Math.round(ms / 1000) }] : [],
-    }).catch(async (err) => {
+    }).catch((err) => {
       // Another worker created it in the meantime.
       if (!/answered 422/.test((err as Error).message)) throw err;
     });
-    retention.set(name, ms);
   }
-  return retention;
 }

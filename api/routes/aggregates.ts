@@ -9,15 +9,10 @@
  * Windows without readings are omitted.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import {
-  flux,
-  fluxDateTime,
-  fluxDuration,
-  fluxExpression,
-  fluxInteger,
-  type ParameterizedQuery,
-} from "@influxdata/influxdb-client";
 import { type Static, Type } from "@sinclair/typebox";
+import { meanOf, stddevOf } from "../../common/aggregate.js";
+import { and, anyOf, eq, lit, rawPoints } from "../../common/flux-shapes.js";
+import { ROLLUP_TIERS } from "../../common/rollups.js";
 import { MEASUREMENTS } from "../../common/topics.js";
 import {
   DURATION_PATTERN,
@@ -30,33 +25,33 @@ import {
   StringEnum,
   TimeParam,
 } from "../params.js";
+import { gcd, ROLLUP_FUNCTIONS, usableTiers } from "../planner.js";
 import { badRequest, problemResponses, tooLarge } from "../problem.js";
+import type { Need, Partial } from "../read-path.js";
 import type { RouteContext } from "../server.js";
 
-/** Each function's Flux, applied per window. Percentiles and the median are exact (linear interpolation). */
-const FUNCTIONS = {
-  mean: "mean",
-  min: "min",
-  max: "max",
-  count: "count",
-  sum: "sum",
-  stddev: "stddev",
-  median: "p50",
-  p90: "p90",
-  p95: "p95",
-  p99: "p99",
-} as const;
-type AggregateFunction = keyof typeof FUNCTIONS;
-const FUNCTION_NAMES = Object.keys(FUNCTIONS) as AggregateFunction[];
+/** Every function; the quantiles are computed exactly from raw readings, the rest from sums. */
+const QUANTILES = { median: 0.5, p90: 0.9, p95: 0.95, p99: 0.99 } as const;
+const FUNCTION_NAMES = [
+  "mean",
+  "min",
+  "max",
+  "count",
+  "sum",
+  "stddev",
+  "median",
+  "p90",
+  "p95",
+  "p99",
+] as const;
+type AggregateFunction = (typeof FUNCTION_NAMES)[number];
+type Quantile = keyof typeof QUANTILES;
 const DEFAULT_FUNCTIONS: AggregateFunction[] = ["mean", "min", "max", "count"];
 /** Most sliding windows one reading may fall into (window / every). */
 const MAX_OVERLAP = 100;
 
-const PERCENTILES = flux`
-p50 = (column, tables=<-) => tables |> quantile(column: column, q: 0.5, method: "exact_mean")
-p90 = (column, tables=<-) => tables |> quantile(column: column, q: 0.9, method: "exact_mean")
-p95 = (column, tables=<-) => tables |> quantile(column: column, q: 0.95, method: "exact_mean")
-p99 = (column, tables=<-) => tables |> quantile(column: column, q: 0.99, method: "exact_mean")`;
+const TIER_NAMES = ["auto", "raw", ...ROLLUP_TIERS.map((t) => t.name)] as const;
+type TierChoice = (typeof TIER_NAMES)[number];
 
 const WindowAggregate = Type.Object({
   sensor_id: Type.String(),
@@ -110,7 +105,18 @@ const Query = Type.Object({
   ),
   start: Type.Optional({ ...TimeParam, default: "-1h" }),
   stop: Type.Optional({ ...TimeParam, description: "End of the range (exclusive); default now" }),
+  tier: Type.Optional(TierParam()),
 });
+
+function TierParam() {
+  return {
+    ...StringEnum(TIER_NAMES, {
+      description:
+        "Which data answers: auto (default) picks the coarsest rollup tier whose window divides the request's and that holds the range, and raw readings for the rest (the X-Data-Tier header says which); raw, 1m or 1h force one (with raw readings for what the tier does not hold yet).",
+    }),
+    default: "auto",
+  };
+}
 
 const Response = Type.Object({
   field: Type.String(),
@@ -137,6 +143,7 @@ const LatestQuery = Type.Object({
     description:
       "How far before `at` to look for a sensor's latest window; sensors silent that long are left out",
   }),
+  tier: Type.Optional(TierParam()),
 });
 
 const LatestResponse = Type.Object({
@@ -147,90 +154,219 @@ const LatestResponse = Type.Object({
   windows: Type.Array(WindowAggregate, { description: "One per sensor, its latest complete window" }),
 });
 
-interface WindowQuery {
-  bucket: string;
-  field: string;
-  sensors: string[] | undefined;
-  fns: AggregateFunction[];
-  everyMs: number;
-  periodMs: number;
-  /** The window starts to cover: first and last multiple of every (inclusive). */
-  firstStart: number;
-  lastStart: number;
-  /** Flux stages after the pivot (sorting, limiting, picking). */
-  finish: ParameterizedQuery;
-}
-
-/**
- * One query for all functions: InfluxDB computes every window. The range is exactly the union of the
- * reported windows, so no window is clipped; in sliding mode windows hanging over the range edges
- * (which InfluxDB would clip) are dropped by their length.
- */
-function windowQuery(w: WindowQuery): ParameterizedQuery {
-  const sliding = w.everyMs !== w.periodMs;
-  const sensorFilter =
-    w.sensors && w.sensors.length > 0
-      ? flux`|> filter(fn: (r) => contains(value: r.sensor_id, set: ${w.sensors}))`
-      : flux``;
-  const every = fluxDuration(`${w.everyMs}ms`);
-  const period = fluxDuration(`${w.periodMs}ms`);
-  const windowed = sliding
-    ? flux`data
-  |> window(every: ${every}, period: ${period}, createEmpty: false)
-  |> filter(fn: (r) => int(v: r._stop) - int(v: r._start) == ${fluxInteger(w.periodMs * 1_000_000)})
-  |> fn(column: "_value")
-  |> map(fn: (r) => ({r with _time: r._start}))
-  |> group(columns: ["sensor_id"])`
-    : // Tumbling windows never hang over the aligned range, so nothing needs dropping.
-      flux`data
-  |> aggregateWindow(every: ${every}, fn: fn, createEmpty: false, timeSrc: "_start")`;
-  const parts = w.fns.map((fn) => fluxExpression(`agg(fn: ${FUNCTIONS[fn]}, name: "${fn}")`));
-  const all =
-    parts.length === 1
-      ? (parts[0] as ParameterizedQuery)
-      : flux`union(tables: [${fluxExpression(parts.map(String).join(", "))}])`;
-  return flux`${PERCENTILES}
-data = from(bucket: ${w.bucket})
-  |> range(start: ${fluxDateTime(iso(w.firstStart))}, stop: ${fluxDateTime(iso(w.lastStart + w.periodMs))})
-  |> filter(fn: (r) => r._measurement == ${MEASUREMENTS.readings} and r._field == ${w.field})
-  ${sensorFilter}
-  |> group(columns: ["sensor_id"])
-  |> keep(columns: ["_start", "_stop", "_time", "_value", "sensor_id"])
-agg = (fn, name) => ${windowed}
-  |> toFloat()
-  |> set(key: "_field", value: name)
-${all}
-  |> pivot(rowKey: ["_time", "sensor_id"], columnKey: ["_field"], valueColumn: "_value")
-  ${w.finish}`;
-}
-
-type Row = { sensor_id: string; _time: string } & Partial<Record<AggregateFunction, number | null>>;
-
-function toWindow(row: Row, fns: AggregateFunction[], periodMs: number): WindowAggregate {
-  const start = Date.parse(row._time);
-  const out: WindowAggregate = {
-    sensor_id: row.sensor_id,
-    window_start: iso(start),
-    window_end: iso(start + periodMs),
-  };
-  for (const fn of fns) {
-    const value = row[fn];
-    const number = typeof value === "number" && !Number.isNaN(value) ? value : null;
-    if (fn === "stddev") out.stddev = number;
-    else if (number !== null) out[fn] = fn === "count" ? Math.round(number) : number;
-  }
-  return out;
-}
-
 /** Functions in the documented order, each once. */
 function chosen(fns: AggregateFunction[] | undefined): AggregateFunction[] {
   const set = new Set(fns ?? DEFAULT_FUNCTIONS);
   return FUNCTION_NAMES.filter((name) => set.has(name));
 }
 
+/** The parts of an aggregate the functions need from storage. */
+function needOf(fns: AggregateFunction[]): Need {
+  const has = (...names: AggregateFunction[]) => names.some((n) => fns.includes(n));
+  return {
+    count: true,
+    sum: has("mean", "sum", "stddev"),
+    sumsq: has("stddev"),
+    min: has("min"),
+    max: has("max"),
+  };
+}
+
+const quantilesOf = (fns: AggregateFunction[]) => fns.filter((f): f is Quantile => f in QUANTILES);
+
+interface WindowPlan {
+  field: string;
+  sensors: string[] | undefined;
+  fns: AggregateFunction[];
+  periodMs: number;
+  everyMs: number;
+  /** First and last window start (inclusive), multiples of every. */
+  firstStart: number;
+  lastStart: number;
+  tier: TierChoice;
+}
+
 export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
   const bucket = ctx.settings.influx.bucket;
   const maxPoints = ctx.settings.maxPoints;
+  const read = ctx.read;
+
+  /** Refuses, before any query, what would exceed the limits: windows answered and sub-windows read. */
+  function checkSize(plan: WindowPlan, subMs: number, windowsPerSensor: number): void {
+    const series = plan.sensors?.length ?? read.sensorsSince(plan.firstStart);
+    const windows = series * windowsPerSensor;
+    if (windows > maxPoints) {
+      throw tooLarge(
+        `${series} sensors × ${windowsPerSensor} windows = ${windows} windows, more than the limit of ${maxPoints}: name fewer sensors (sensor_id), use a larger window or every, or a shorter range`,
+      );
+    }
+    const sub = series * ((plan.lastStart + plan.periodMs - plan.firstStart) / subMs);
+    if (sub > maxPoints * 4) {
+      throw tooLarge(
+        `sliding windows of ${plan.periodMs} ms every ${plan.everyMs} ms are built from ${sub} sub-windows, more than ${maxPoints * 4}: use an every that divides the window into fewer parts, name fewer sensors, or a shorter range`,
+      );
+    }
+  }
+
+  /** The windows of a plan: sums from the tiers the planner picks, quantiles exactly from raw readings. */
+  async function windowsFor(plan: WindowPlan): Promise<{ windows: WindowAggregate[]; sources: string[] }> {
+    const subMs = gcd(plan.periodMs, plan.everyMs);
+    const now = Date.now();
+    const choice = usableTiers(await read.tierStates(now), subMs, plan.fns, plan.tier);
+    if (choice.refusal !== undefined) throw badRequest(choice.refusal);
+    const start = plan.firstStart;
+    const stop = plan.lastStart + plan.periodMs;
+    const quantiles = quantilesOf(plan.fns);
+    const sums = plan.fns.filter((f) => ROLLUP_FUNCTIONS.has(f));
+    const needsRaw = quantiles.length > 0 || (sums.includes("stddev") && choice.tiers.length === 0);
+    if (needsRaw) await checkRawCost(plan, start, stop);
+    const [sub, exact] = await Promise.all([
+      read.subWindows({
+        field: plan.field,
+        sensors: plan.sensors,
+        stepMs: subMs,
+        start,
+        stop,
+        need: needOf(plan.fns),
+        tiers: choice.tiers,
+      }),
+      quantiles.length > 0
+        ? quantileWindows(plan, quantiles)
+        : Promise.resolve(new Map<string, Record<string, number>>()),
+    ]);
+    const sources = [...sub.sources];
+    if (quantiles.length > 0 && !sources.includes("raw")) sources.push("raw");
+    return { windows: combine(plan, subMs, sub.windows, exact), sources };
+  }
+
+  /** Quantiles read every raw point of the range: refused up front when there are too many. */
+  async function checkRawCost(plan: WindowPlan, start: number, stop: number): Promise<void> {
+    const states = await read.tierStates();
+    const depth = plan.periodMs / plan.everyMs;
+    const counted = await read.subWindows({
+      field: plan.field,
+      sensors: plan.sensors,
+      stepMs: stop - start,
+      start,
+      stop,
+      need: { count: true, sum: false, sumsq: false, min: false, max: false },
+      tiers: states.filter((t) => (stop - start) % t.ms === 0).sort((a, b) => b.ms - a.ms),
+    });
+    let points = 0;
+    for (const bySensor of counted.windows.values()) for (const w of bySensor.values()) points += w.count;
+    const cost = points * depth;
+    if (cost > ctx.settings.maxRawPoints) {
+      throw tooLarge(
+        `median, percentiles and stddev on raw readings would read ${points} readings${depth > 1 ? ` ${depth} times over` : ""}, more than API_MAX_RAW_POINTS (${ctx.settings.maxRawPoints}): name fewer sensors, use a shorter range, or ask for mean/min/max/count/sum/stddev from rollups (window and every multiples of 1m)`,
+      );
+    }
+  }
+
+  /** Exact quantiles per window, computed by InfluxDB on the raw readings (the cost was checked). */
+  async function quantileWindows(
+    plan: WindowPlan,
+    quantiles: Quantile[],
+  ): Promise<Map<string, Record<string, number>>> {
+    const sliding = plan.everyMs !== plan.periodMs;
+    const s = {
+      bucket: lit.str(bucket),
+      start: lit.time(plan.firstStart),
+      stop: lit.time(plan.lastStart + plan.periodMs),
+      where: and(
+        eq("_measurement", lit.str(MEASUREMENTS.readings)),
+        eq("_field", lit.str(plan.field)),
+        anyOf("sensor_id", plan.sensors ?? []),
+      ),
+    };
+    const every = lit.duration(plan.everyMs);
+    const period = lit.duration(plan.periodMs);
+    const out = new Map<string, Record<string, number>>();
+    await Promise.all(
+      quantiles.map(async (name) => {
+        const q = QUANTILES[name];
+        const windowed = sliding
+          ? `window(every: ${every}, period: ${period}, createEmpty: false)
+  |> filter(fn: (r) => int(v: r._stop) - int(v: r._start) == ${plan.periodMs * 1_000_000})
+  |> quantile(q: ${q}, method: "exact_mean")
+  |> map(fn: (r) => ({r with _time: r._start}))`
+          : `aggregateWindow(every: ${every}, fn: (column, tables=<-) => tables |> quantile(column: column, q: ${q}, method: "exact_mean"), createEmpty: false, timeSrc: "_start")`;
+        const query = `${rawPoints(s)}
+  |> group(columns: ["sensor_id"])
+  |> ${windowed}
+  |> keep(columns: ["_time", "_value", "sensor_id"])`;
+        for (const [sensor = "", time = "", value = ""] of await ctx.flux.columns(
+          `aggregates_${name}`,
+          query,
+          ["sensor_id", "_time", "_value"],
+        )) {
+          const key = `${sensor}\u001f${Date.parse(time)}`;
+          const entry = out.get(key) ?? {};
+          entry[name] = Number(value);
+          out.set(key, entry);
+        }
+      }),
+    );
+    return out;
+  }
+
+  /** Windows from sub-windows (a tumbling window is one sub-window; a sliding one several). */
+  function combine(
+    plan: WindowPlan,
+    subMs: number,
+    sub: Map<string, Map<number, Partial>>,
+    exact: Map<string, Record<string, number>>,
+  ): WindowAggregate[] {
+    const out: WindowAggregate[] = [];
+    const parts = plan.periodMs / subMs;
+    for (const sensor of [...sub.keys()].sort()) {
+      const bySub = sub.get(sensor) as Map<number, Partial>;
+      const starts = new Set<number>();
+      for (const t of bySub.keys()) {
+        const last = Math.floor(t / plan.everyMs) * plan.everyMs;
+        for (let w = last; w > t - plan.periodMs; w -= plan.everyMs) {
+          if (w >= plan.firstStart && w <= plan.lastStart) starts.add(w);
+        }
+      }
+      for (const w of [...starts].sort((a, b) => a - b)) {
+        const agg = {
+          count: 0,
+          sum: 0,
+          sumsq: 0,
+          min: Number.POSITIVE_INFINITY,
+          max: Number.NEGATIVE_INFINITY,
+        };
+        for (let i = 0; i < parts; i++) {
+          const p = bySub.get(w + i * subMs);
+          if (p === undefined) continue;
+          agg.count += p.count;
+          agg.sum += p.sum;
+          agg.sumsq += p.sumsq;
+          if (p.min < agg.min) agg.min = p.min;
+          if (p.max > agg.max) agg.max = p.max;
+        }
+        if (agg.count === 0) continue;
+        const row: WindowAggregate = {
+          sensor_id: sensor,
+          window_start: iso(w),
+          window_end: iso(w + plan.periodMs),
+        };
+        for (const fn of plan.fns) {
+          if (fn === "mean") row.mean = meanOf(agg);
+          else if (fn === "min") row.min = agg.min;
+          else if (fn === "max") row.max = agg.max;
+          else if (fn === "count") row.count = Math.round(agg.count);
+          else if (fn === "sum") row.sum = agg.sum;
+          else if (fn === "stddev") row.stddev = stddevOf(agg);
+          else {
+            const value = exact.get(`${sensor}\u001f${w}`)?.[fn];
+            if (value !== undefined) row[fn] = value;
+          }
+        }
+        out.push(row);
+      }
+    }
+    return out;
+  }
 
   return async (app) => {
     app.get(
@@ -241,13 +377,13 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
           tags: ["aggregates"],
           summary: "Tumbling or sliding window aggregates per sensor",
           description:
-            "Windows are aligned to the epoch: one starts at every multiple of `every` and lasts `window`. Every window overlapping [start, stop) is reported with all its readings (an edge inside a window widens to the window); windows without readings are omitted. Sorted by sensor_id, then window_start.",
+            "Windows are aligned to the epoch: one starts at every multiple of `every` and lasts `window`. Every window overlapping [start, stop) is reported with all its readings (an edge inside a window widens to the window); windows without readings are omitted. Sorted by sensor_id, then window_start. Answered from rollups where they fit (see `tier`); the X-Data-Tier header names the data used.",
           security: [{ bearer: [] }],
           querystring: Query,
           response: { 200: Response, ...problemResponses(400, 401, 422, 429, 503) },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const q = request.query;
         const field = q.field ?? "temperature";
         const fns = chosen(q.fn);
@@ -275,25 +411,24 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
             `${perSensor} windows per sensor exceed the limit of ${maxPoints}: use a larger window or every, or a shorter range`,
           );
         }
-        const query = windowQuery({
-          bucket,
+        const plan: WindowPlan = {
           field,
-          sensors: q.sensor_id,
+          sensors: q.sensor_id && q.sensor_id.length > 0 ? [...new Set(q.sensor_id)] : undefined,
           fns,
-          everyMs,
           periodMs,
+          everyMs,
           firstStart,
           lastStart,
-          finish: flux`|> group()
-  |> sort(columns: ["sensor_id", "_time"])
-  |> limit(n: ${fluxInteger(maxPoints + 1)})`,
-        });
-        const rows = await ctx.flux.rows<Row>("aggregates", query);
-        if (rows.length > maxPoints) {
+          tier: q.tier ?? "auto",
+        };
+        checkSize(plan, gcd(periodMs, everyMs), perSensor);
+        const { windows, sources } = await windowsFor(plan);
+        if (windows.length > maxPoints) {
           throw tooLarge(
             `the answer has more than ${maxPoints} windows: name fewer sensors, use a larger window or a shorter range`,
           );
         }
+        reply.header("x-data-tier", sources.join(", "));
         return {
           field,
           window: q.window,
@@ -301,7 +436,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
           fn: fns,
           start: iso(range.start),
           stop: iso(range.stop),
-          windows: rows.map((r) => toWindow(r, fns, periodMs)),
+          windows,
         };
       },
     );
@@ -320,7 +455,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
           response: { 200: LatestResponse, ...problemResponses(400, 401, 422, 429, 503) },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const q = request.query;
         const field = q.field ?? "temperature";
         const fns = chosen(q.fn);
@@ -332,40 +467,47 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
             `lookback=${q.lookback} is shorter than window=${q.window}: use a lookback of at least ${q.window}`,
           );
         }
-        const perSensor = Math.ceil(lookbackMs / periodMs);
-        if (perSensor > maxPoints) {
+        const end = Math.floor(at / periodMs) * periodMs;
+        const from = end - Math.ceil(lookbackMs / periodMs) * periodMs;
+        const sensors = q.sensor_id && q.sensor_id.length > 0 ? [...new Set(q.sensor_id)] : undefined;
+        const series = sensors?.length ?? read.sensorsSince(from);
+        if (series > maxPoints) {
           throw tooLarge(
-            `lookback=${q.lookback} spans ${perSensor} windows of ${q.window}, more than ${maxPoints}: use a shorter lookback or a larger window`,
+            `${series} sensors reported in the lookback, more than ${maxPoints}: name sensors with sensor_id`,
           );
         }
-        const end = Math.floor(at / periodMs) * periodMs;
-        const query = windowQuery({
-          bucket,
-          field,
-          sensors: q.sensor_id,
-          fns,
-          everyMs: periodMs,
-          periodMs,
-          firstStart: end - perSensor * periodMs,
-          lastStart: end - periodMs,
-          finish: flux`|> group(columns: ["sensor_id"])
-  |> sort(columns: ["_time"])
-  |> tail(n: 1)
-  |> group()
-  |> sort(columns: ["sensor_id"])
-  |> limit(n: ${fluxInteger(maxPoints + 1)})`,
-        });
-        const rows = await ctx.flux.rows<Row>("aggregates_latest", query);
-        if (rows.length > maxPoints) {
-          throw tooLarge(`more than ${maxPoints} sensors: name sensors with sensor_id`);
+        // Each sensor's latest reading before `end` says which window is its latest; sensors that
+        // share it are answered by one query over that one window.
+        const last = await read.lastValues(from, end, sensors, field);
+        const groups = new Map<number, string[]>();
+        for (const s of last) {
+          const time = s.fields[field]?.time;
+          if (time === undefined) continue;
+          const start = Math.floor(time / periodMs) * periodMs;
+          const group = groups.get(start) ?? [];
+          group.push(s.sensorId);
+          groups.set(start, group);
         }
-        return {
-          field,
-          window: q.window,
-          fn: fns,
-          at: iso(at),
-          windows: rows.map((r) => toWindow(r, fns, periodMs)),
-        };
+        const everyone = groups.size === 1 && sensors === undefined;
+        const results = await Promise.all(
+          [...groups.entries()].map(([start, ids]) =>
+            windowsFor({
+              field,
+              sensors: everyone ? undefined : ids,
+              fns,
+              periodMs,
+              everyMs: periodMs,
+              firstStart: start,
+              lastStart: start,
+              tier: q.tier ?? "auto",
+            }),
+          ),
+        );
+        const windows = results
+          .flatMap((r) => r.windows)
+          .sort((a, b) => (a.sensor_id < b.sensor_id ? -1 : a.sensor_id > b.sensor_id ? 1 : 0));
+        reply.header("x-data-tier", [...new Set(results.flatMap((r) => r.sources))].join(", ") || "raw");
+        return { field, window: q.window, fn: fns, at: iso(at), windows };
       },
     );
   };

@@ -137,56 +137,34 @@ export function sensorsRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
           ctx.settings.maxRangeMs,
           now,
         );
-        const sensorFilter =
-          q.sensor_id && q.sensor_id.length > 0
-            ? flux`|> filter(fn: (r) => contains(value: r.sensor_id, set: ${q.sensor_id}))`
-            : flux``;
-        // last() per series is answered from storage; the sort only sees one row per series.
-        const query = flux`
-from(bucket: ${bucket})
-  |> ${timeRange(range.start, range.stop)}
-  |> filter(fn: (r) => r._measurement == ${MEASUREMENTS.readings})
-  ${sensorFilter}
-  |> last()
-  |> group(columns: ["sensor_id", "_field"])
-  |> sort(columns: ["_time"])
-  |> last()
-  |> group()
-  |> sort(columns: ["sensor_id", "_field"])
-  |> limit(n: ${fluxInteger(ctx.settings.maxPoints + 1)})`;
-        const rows = await ctx.flux.rows<PivotedRow & { _field: string; _value: number }>("sensors", query);
-        if (rows.length > ctx.settings.maxPoints) {
+        // Storage-side last() on the coarsest rollups that hold the range, raw readings for the rest.
+        const found = await ctx.read.lastValues(
+          range.start,
+          range.stop,
+          q.sensor_id && q.sensor_id.length > 0 ? [...new Set(q.sensor_id)] : undefined,
+          undefined,
+          now,
+        );
+        if (found.length > ctx.settings.maxPoints) {
           throw tooLarge(
-            `more than ${ctx.settings.maxPoints} sensor fields reported in the range: name sensors with sensor_id or narrow start/stop`,
+            `more than ${ctx.settings.maxPoints} sensors reported in the range: name sensors with sensor_id or narrow start/stop`,
           );
-        }
-        const sensors = new Map<
-          string,
-          {
-            last: number;
-            tags: Record<string, string>;
-            fields: Record<string, { value: number; time: string }>;
-          }
-        >();
-        for (const row of rows) {
-          const id = String(row.sensor_id);
-          const time = Date.parse(row._time);
-          const sensor = sensors.get(id) ?? { last: -Infinity, tags: {}, fields: {} };
-          sensor.fields[row._field] = { value: row._value, time: iso(time) };
-          if (time > sensor.last) {
-            sensor.last = time;
-            sensor.tags = tagsOf(row, new Set(["_field", "_value"]));
-          }
-          sensors.set(id, sensor);
         }
         return {
           start: iso(range.start),
           stop: iso(range.stop),
-          sensors: [...sensors.entries()].map(([sensor_id, s]) => ({
-            sensor_id,
-            last_seen: iso(s.last),
+          sensors: found.map((s) => ({
+            sensor_id: s.sensorId,
+            last_seen: iso(s.lastSeen),
             tags: s.tags,
-            fields: s.fields,
+            fields: Object.fromEntries(
+              Object.keys(s.fields)
+                .sort()
+                .map((f) => {
+                  const v = s.fields[f] as { value: number; time: number };
+                  return [f, { value: v.value, time: iso(v.time) }];
+                }),
+            ),
           })),
         };
       },

@@ -1,0 +1,361 @@
+/**
+ * The API's read path: window aggregates and last values answered from the rollup tiers the planner
+ * picks plus raw readings for the rest, with the shapes of common/flux-shapes.ts only. Also the
+ * sensor catalogue (who reported, and when last), kept in memory so that limits are checked before
+ * any query runs.
+ */
+import type { Aggregate } from "../common/aggregate.js";
+import type { InfluxConfig } from "../common/config.js";
+import {
+  and,
+  anyOf,
+  eq,
+  lit,
+  type PushableFunction,
+  rawPoints,
+  type Selection,
+  seriesAggregate,
+  windowAggregate,
+} from "../common/flux-shapes.js";
+import { bucketRetentions } from "../common/influx.js";
+import { PROGRESS_MEASUREMENT, ROLLUP_MEASUREMENT, ROLLUP_TIERS, type TierName } from "../common/rollups.js";
+import { MEASUREMENTS } from "../common/topics.js";
+import type { FluxRunner } from "./influx-query.js";
+import { planSegments, type Segment, type TierState } from "./planner.js";
+
+/** The parts of an aggregate a window query may need. */
+export type Need = { count: boolean; sum: boolean; sumsq: boolean; min: boolean; max: boolean };
+export type Partial = Pick<Aggregate, "count" | "sum" | "sumsq" | "min" | "max">;
+
+export interface WindowRequest {
+  field: string;
+  /** Named sensors, or undefined for all. */
+  sensors: string[] | undefined;
+  /** Sub-window size: the request's windows are unions of these. */
+  stepMs: number;
+  start: number;
+  stop: number;
+  need: Need;
+  tiers: TierState[];
+}
+
+export interface SensorLast {
+  sensorId: string;
+  lastSeen: number;
+  tags: Record<string, string>;
+  fields: Record<string, { value: number; time: number }>;
+}
+
+const PROGRESS_TTL_MS = 1000;
+
+const SYSTEM = new Set(["result", "table", "_start", "_stop", "_time", "_value", "_field", "_measurement"]);
+
+export class ReadPath {
+  private progress: { at: number; closedThrough: number } | undefined;
+  private retention = new Map<string, number>();
+  private known = new Map<string, number>();
+  private catalogueTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly flux: FluxRunner,
+    private readonly influx: InfluxConfig,
+    private readonly maxRangeMs: number,
+  ) {}
+
+  /** Reads bucket retentions and fills the catalogue; refreshes the catalogue every `refreshMs`. */
+  async start(refreshMs: number): Promise<void> {
+    try {
+      this.retention = await bucketRetentions(this.influx);
+    } catch {
+      // Without bucket information every tier is assumed to keep everything.
+    }
+    await this.refreshCatalogue().catch(() => {});
+    if (refreshMs > 0) {
+      this.catalogueTimer = setInterval(() => this.refreshCatalogue().catch(() => {}), refreshMs);
+      this.catalogueTimer.unref();
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.catalogueTimer);
+  }
+
+  /** Sensors known to have reported at or after `since` (from the catalogue, no query). */
+  sensorsSince(since: number): number {
+    let n = 0;
+    for (const last of this.known.values()) if (last >= since) n++;
+    return n;
+  }
+
+  async refreshCatalogue(now = Date.now()): Promise<void> {
+    const sensors = await this.lastValues(now - this.maxRangeMs, now, undefined, undefined);
+    const known = new Map<string, number>();
+    for (const s of sensors) known.set(s.sensorId, s.lastSeen);
+    this.known = known;
+  }
+
+  /** Every rollup tier with how far it is written and how far back it is kept. */
+  async tierStates(now = Date.now()): Promise<TierState[]> {
+    if (this.progress === undefined || now - this.progress.at > PROGRESS_TTL_MS) {
+      this.progress = { at: now, closedThrough: await this.closedThrough() };
+    }
+    const closed = this.progress.closedThrough;
+    return ROLLUP_TIERS.map((t) => {
+      const keep = this.retention.get(this.influx.rollupBuckets[t.name]) ?? 0;
+      return {
+        name: t.name,
+        ms: t.ms,
+        closedThrough: closed,
+        retainedFrom: keep > 0 ? now - keep : Number.NEGATIVE_INFINITY,
+      };
+    });
+  }
+
+  /** The time through which every partition's windows are closed (the slowest partition's). */
+  private async closedThrough(): Promise<number> {
+    const rows = await this.run(
+      "rollup_progress",
+      seriesAggregate(
+        {
+          bucket: lit.str(this.influx.rollupBuckets["1m"]),
+          start: lit.time(0),
+          stop: lit.time(Date.UTC(2200, 0, 1)),
+          where: and(
+            eq("_measurement", lit.str(PROGRESS_MEASUREMENT)),
+            eq("_field", lit.str("closed_through")),
+          ),
+        },
+        "last",
+        ["_value", "partition"],
+      ),
+      ["_value"],
+    ).catch(() => []);
+    if (rows.length === 0) return Number.NEGATIVE_INFINITY;
+    return Math.min(...rows.map(([v]) => Number(v)));
+  }
+
+  /**
+   * Sub-window aggregates per sensor: for each segment of the plan, one storage-side query per
+   * combining function, merged by sensor and sub-window start.
+   */
+  async subWindows(
+    req: WindowRequest,
+  ): Promise<{ windows: Map<string, Map<number, Partial>>; sources: Set<string> }> {
+    const segments = planSegments(req.start, req.stop, req.tiers);
+    const windows = new Map<string, Map<number, Partial>>();
+    const sources = new Set<string>();
+    const jobs: Promise<void>[] = [];
+    for (const segment of segments) {
+      sources.add(segment.source);
+      for (const part of this.partsFor(segment, req)) jobs.push(this.merge(part, req.stepMs, windows));
+    }
+    await Promise.all(jobs);
+    return { windows, sources };
+  }
+
+  private partsFor(
+    segment: Segment,
+    req: WindowRequest,
+  ): { name: string; query: string; combine: PushableFunction; as?: keyof Partial }[] {
+    const every = lit.duration(req.stepMs);
+    const sensors = anyOf("sensor_id", req.sensors ?? []);
+    const range = { start: lit.time(segment.start), stop: lit.time(segment.stop) };
+    if (segment.source === "raw") {
+      const s: Selection = {
+        bucket: lit.str(this.influx.bucket),
+        ...range,
+        where: and(
+          eq("_measurement", lit.str(MEASUREMENTS.readings)),
+          eq("_field", lit.str(req.field)),
+          sensors,
+        ),
+      };
+      const parts: { name: string; query: string; combine: PushableFunction; as?: keyof Partial }[] = [];
+      for (const fn of ["count", "sum", "min", "max"] as const) {
+        if (req.need[fn])
+          parts.push({ name: `raw_${fn}`, query: windowAggregate(s, every, fn), combine: fn, as: fn });
+      }
+      if (req.need.sumsq) {
+        // Storage cannot square: this one reads the points (bounded by the caller).
+        parts.push({
+          name: "raw_sumsq",
+          query: `${rawPoints(s)}
+  |> map(fn: (r) => ({r with _value: float(v: r._value) * float(v: r._value)}))
+  |> aggregateWindow(every: ${every}, fn: sum, createEmpty: false, timeSrc: "_start")
+  |> keep(columns: ["_time", "_value", "_field", "sensor_id"])`,
+          combine: "sum",
+          as: "sumsq",
+        });
+      }
+      return parts;
+    }
+    const s = (fields: string[]): Selection => ({
+      bucket: lit.str(this.influx.rollupBuckets[segment.source as TierName]),
+      ...range,
+      where: and(
+        eq("_measurement", lit.str(ROLLUP_MEASUREMENT)),
+        eq("field", lit.str(req.field)),
+        sensors,
+        anyOf("_field", fields),
+      ),
+    });
+    const sums = (["count", "sum", "sumsq"] as const).filter((f) => req.need[f]);
+    const parts: { name: string; query: string; combine: PushableFunction }[] = [];
+    if (sums.length > 0)
+      parts.push({ name: `rollup_sum`, query: windowAggregate(s(sums), every, "sum"), combine: "sum" });
+    if (req.need.min)
+      parts.push({ name: "rollup_min", query: windowAggregate(s(["min"]), every, "min"), combine: "min" });
+    if (req.need.max)
+      parts.push({ name: "rollup_max", query: windowAggregate(s(["max"]), every, "max"), combine: "max" });
+    return parts;
+  }
+
+  private async merge(
+    part: { name: string; query: string; combine: PushableFunction; as?: keyof Partial },
+    stepMs: number,
+    windows: Map<string, Map<number, Partial>>,
+  ): Promise<void> {
+    const rows = await this.run(part.name, part.query, ["sensor_id", "_time", "_value", "_field"]);
+    for (const [sensor = "", time = "", value = "", fieldName = ""] of rows) {
+      const key = part.as ?? (fieldName as keyof Partial);
+      const start = Math.floor(Date.parse(time) / stepMs) * stepMs;
+      let bySensor = windows.get(sensor);
+      if (bySensor === undefined) {
+        bySensor = new Map();
+        windows.set(sensor, bySensor);
+      }
+      let w = bySensor.get(start);
+      if (w === undefined) {
+        w = { count: 0, sum: 0, sumsq: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY };
+        bySensor.set(start, w);
+      }
+      const x = Number(value);
+      if (key === "min") w.min = Math.min(w.min, x);
+      else if (key === "max") w.max = Math.max(w.max, x);
+      else w[key] += x;
+    }
+  }
+
+  /**
+   * Each sensor's last value of each field (or of `field`) in [start, stop), with the tags of its
+   * latest reading: a storage-side `last()` per segment, later segments overriding earlier ones.
+   */
+  async lastValues(
+    start: number,
+    stop: number,
+    sensors: string[] | undefined,
+    field: string | undefined,
+    now = Date.now(),
+  ): Promise<SensorLast[]> {
+    const tiers = (await this.tierStates(now)).sort((a, b) => b.ms - a.ms);
+    const segments = planSegments(start, stop, tiers);
+    const results = await Promise.all(segments.map((segment) => this.lastIn(segment, sensors, field)));
+    const out = new Map<string, SensorLast>();
+    for (const found of results) {
+      for (const [sensorId, entry] of found) {
+        const known = out.get(sensorId);
+        if (known === undefined) {
+          out.set(sensorId, entry);
+          continue;
+        }
+        Object.assign(known.fields, entry.fields);
+        if (entry.lastSeen >= known.lastSeen) {
+          known.lastSeen = entry.lastSeen;
+          known.tags = entry.tags;
+        }
+      }
+    }
+    return [...out.values()].sort((a, b) => (a.sensorId < b.sensorId ? -1 : a.sensorId > b.sensorId ? 1 : 0));
+  }
+
+  private async lastIn(
+    segment: Segment,
+    sensors: string[] | undefined,
+    field: string | undefined,
+  ): Promise<Map<string, SensorLast>> {
+    const found = new Map<string, SensorLast>();
+    const entry = (sensorId: string) => {
+      let e = found.get(sensorId);
+      if (e === undefined) {
+        e = { sensorId, lastSeen: Number.NEGATIVE_INFINITY, tags: {}, fields: {} };
+        found.set(sensorId, e);
+      }
+      return e;
+    };
+    const range = { start: lit.time(segment.start), stop: lit.time(segment.stop) };
+    const sensorCondition = anyOf("sensor_id", sensors ?? []);
+    if (segment.source === "raw") {
+      const query = seriesAggregate(
+        {
+          bucket: lit.str(this.influx.bucket),
+          ...range,
+          where: and(
+            eq("_measurement", lit.str(MEASUREMENTS.readings)),
+            field === undefined ? "" : eq("_field", lit.str(field)),
+            sensorCondition,
+          ),
+        },
+        "last",
+      );
+      for (const row of await this.rowsOf("last_raw", query)) {
+        const e = entry(String(row.sensor_id));
+        const time = Date.parse(String(row._time));
+        e.fields[String(row._field)] = { value: Number(row._value), time };
+        if (time >= e.lastSeen) {
+          e.lastSeen = time;
+          e.tags = {};
+          for (const [k, v] of Object.entries(row)) {
+            if (!SYSTEM.has(k) && k !== "sensor_id" && typeof v === "string" && v !== "") e.tags[k] = v;
+          }
+        }
+      }
+      return found;
+    }
+    const query = seriesAggregate(
+      {
+        bucket: lit.str(this.influx.rollupBuckets[segment.source]),
+        ...range,
+        where: and(
+          eq("_measurement", lit.str(ROLLUP_MEASUREMENT)),
+          field === undefined ? "" : eq("field", lit.str(field)),
+          sensorCondition,
+          anyOf("_field", ["last", "last_time", "tags"]),
+        ),
+      },
+      "last",
+      ["sensor_id", "field", "_field", "_value"],
+    );
+    const partial = new Map<string, { value?: number; time?: number; tags?: string }>();
+    for (const [sensorId = "", fieldName = "", kind = "", value = ""] of await this.run(
+      "last_rollup",
+      query,
+      ["sensor_id", "field", "_field", "_value"],
+    )) {
+      const key = `${sensorId}\u001f${fieldName}`;
+      const p = partial.get(key) ?? {};
+      if (kind === "last") p.value = Number(value);
+      else if (kind === "last_time") p.time = Number(value);
+      else p.tags = value;
+      partial.set(key, p);
+    }
+    for (const [key, p] of partial) {
+      if (p.value === undefined || p.time === undefined) continue;
+      const [sensorId = "", fieldName = ""] = key.split("\u001f");
+      const e = entry(sensorId);
+      e.fields[fieldName] = { value: p.value, time: p.time };
+      if (p.time >= e.lastSeen) {
+        e.lastSeen = p.time;
+        e.tags = p.tags === undefined ? {} : (JSON.parse(p.tags) as Record<string, string>);
+      }
+    }
+    return found;
+  }
+
+  private run(name: string, query: string, columns: string[]): Promise<(string | undefined)[][]> {
+    return this.flux.columns(name, query, columns);
+  }
+
+  private rowsOf(name: string, query: string): Promise<Record<string, unknown>[]> {
+    return this.flux.rows<Record<string, unknown>>(name, query);
+  }
+}
