@@ -13,6 +13,7 @@ import { runIngest, SENSORS } from "./ingest.js";
 import { runLatency } from "./latency.js";
 import { runLimits } from "./limits.js";
 import { MEMORY_SENSORS, runMemory } from "./memory.js";
+import { readOptions, runRead } from "./read.js";
 import { type Env, isolatedEnv } from "./support.js";
 
 const LATENCY_RATE = 2000;
@@ -65,7 +66,50 @@ function print(rows: Row[]): void {
   for (const r of rows) process.stdout.write(`${format(r)}\n`);
 }
 
+async function readBench(): Promise<void> {
+  const options = readOptions(process.argv.slice(3));
+  const dir = await mkdtemp(join(tmpdir(), "sensor-bench-"));
+  const services = await ensureServices(dir);
+  const began = Date.now();
+  const loadBefore = loadavg()[0] as number;
+  try {
+    const { figures, loaded } = await runRead(services.env as unknown as Env, options);
+    const rows: Row[] = figures.map((f) => [
+      f.name,
+      `API p50 ${ms(f.api.p50)}, p99 ${ms(f.api.p99)}`,
+      Number.isNaN(f.direct.p50) ? "—" : `p50 ${ms(f.direct.p50)}, p99 ${ms(f.direct.p99)}`,
+      Number.isNaN(f.direct.p50)
+        ? `${f.tier}, ${f.same}`
+        : `p99 ${ratio(f.api.p99, f.direct.p99)}; ${f.items} items; tier ${f.tier}; ${f.same}`,
+    ]);
+    const header: Row = ["request", "API", "hand-written Flux on raw", "API/Flux, answer"];
+    const widths = header.map((_, i) => Math.max(...[header, ...rows].map((r) => r[i]?.length ?? 0)));
+    const format = (r: Row) => r.map((c, i) => c.padEnd(widths[i] as number)).join(" │ ");
+    process.stdout.write(`\n${loaded.join("\n")}\n${options.iterations} timed runs each, alternating\n`);
+    process.stdout.write(`\n${format(header)}\n${widths.map((w) => "─".repeat(w)).join("─┼─")}\n`);
+    for (const r of rows) process.stdout.write(`${format(r)}\n`);
+    const took = (Date.now() - began) / 1000;
+    process.stdout.write(
+      `\n${cpus().length} CPUs, load average ${loadBefore.toFixed(1)} at start, ${(loadavg()[0] as number).toFixed(1)} at end, Node ${process.version}, ${took.toFixed(0)} s in all\n`,
+    );
+    await mkdir("bench-results", { recursive: true });
+    await writeFile(
+      join("bench-results", "read.json"),
+      `${JSON.stringify({ at: new Date().toISOString(), options, loaded, figures }, null, 2)}\n`,
+    );
+    process.stdout.write("written to bench-results/read.json\n");
+    const mismatched = figures.filter((f) => f.same !== "same numbers" && f.same !== "no query sent");
+    if (mismatched.length > 0) {
+      throw new Error(`answers differ: ${mismatched.map((f) => `${f.name}: ${f.same}`).join("; ")}`);
+    }
+  } finally {
+    await services.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === "read") return readBench();
   const readings = readingsOption();
   const dir = await mkdtemp(join(tmpdir(), "sensor-bench-"));
   const services = await ensureServices(dir);
