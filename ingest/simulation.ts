@@ -31,7 +31,7 @@ export const DEFAULT_SIMULATION: SimulationOptions = {
   outOfOrderFraction: 0,
   outOfOrderMs: 5000,
   lateFraction: 0,
-  lateMs: 5 * 60_000,
+  lateMs: 15 * 60_000,
   malformedFraction: 0,
   seed: 42,
 };

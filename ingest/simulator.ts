@@ -19,7 +19,7 @@ const HELP = `Usage: npm run simulate -- [options]
   --start ISO|ms      event time of the first reading (default: now)
   --anomaly P         probability a reading is a spike (default 0.01)
   --out-of-order P    fraction of readings shifted back up to 5 s (default 0)
-  --late P            fraction of readings 5 min behind stream time (default 0)
+  --late P            fraction of readings 15 min behind stream time, too late for any window (default 0)
   --malformed P       fraction of malformed messages (default 0)
   --seed N            random seed for reproducible traffic (default 42)
 Kafka comes from KAFKA_BROKERS (and KAFKA_TOPIC_PREFIX).`;

@@ -138,7 +138,7 @@ describe("simulate", () => {
       messages.map((m) => ({ value: Buffer.from(m.value) })),
       START + 86_400_000,
     );
-    // Once stream time is lateMs past the start, a message sent lateMs behind is behind the watermark.
+    // Once stream time is lateMs past the start, a message sent lateMs behind is past every window.
     const settled = START + sim.lateMs;
     const expected = messages.flatMap((m, i) => {
       const tick = START + Math.floor(i / sim.sensors) * sim.intervalMs;
