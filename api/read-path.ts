@@ -51,15 +51,14 @@ const PROGRESS_TTL_MS = 1000;
 const SYSTEM = new Set(["result", "table", "_start", "_stop", "_time", "_value", "_field", "_measurement"]);
 
 export class ReadPath {
-  private progress: { at: number; closedThrough: number } | undefined;
+  private progress: { at: number; closedThrough: Map<string, number> } | undefined;
   private retention = new Map<string, number>();
-  private known = new Map<string, number>();
+  private known = new Map<string, { first: number; last: number }>();
   private catalogueTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly flux: FluxRunner,
     private readonly influx: InfluxConfig,
-    private readonly maxRangeMs: number,
   ) {}
 
   /** Reads bucket retentions and fills the catalogue; refreshes the catalogue every `refreshMs`. */
@@ -80,17 +79,40 @@ export class ReadPath {
     clearInterval(this.catalogueTimer);
   }
 
-  /** Sensors known to have reported at or after `since` (from the catalogue, no query). */
-  sensorsSince(since: number): number {
+  /** Sensors known to have reported in [start, stop) (from the catalogue, no query). */
+  sensorsIn(start: number, stop: number): number {
     let n = 0;
-    for (const last of this.known.values()) if (last >= since) n++;
+    for (const seen of this.known.values()) if (seen.first < stop && seen.last >= start) n++;
     return n;
   }
 
+  /** Every sensor's first and last reading: storage-side first() on raw readings, last() on the tiers. */
   async refreshCatalogue(now = Date.now()): Promise<void> {
-    const sensors = await this.lastValues(now - this.maxRangeMs, now, undefined, undefined);
-    const known = new Map<string, number>();
-    for (const s of sensors) known.set(s.sensorId, s.lastSeen);
+    const forever = Date.UTC(2200, 0, 1);
+    const [lasts, firsts] = await Promise.all([
+      this.lastValues(0, forever, undefined, undefined, now),
+      this.run(
+        "catalogue_first",
+        seriesAggregate(
+          {
+            bucket: lit.str(this.influx.bucket),
+            start: lit.time(0),
+            stop: lit.time(forever),
+            where: eq("_measurement", lit.str(MEASUREMENTS.readings)),
+          },
+          "first",
+          ["sensor_id", "_time"],
+        ),
+        ["sensor_id", "_time"],
+      ),
+    ]);
+    const first = new Map<string, number>();
+    for (const [sensor = "", time = ""] of firsts) {
+      const t = Date.parse(time);
+      if (t < (first.get(sensor) ?? Number.POSITIVE_INFINITY)) first.set(sensor, t);
+    }
+    const known = new Map<string, { first: number; last: number }>();
+    for (const s of lasts) known.set(s.sensorId, { first: first.get(s.sensorId) ?? 0, last: s.lastSeen });
     this.known = known;
   }
 
@@ -105,14 +127,14 @@ export class ReadPath {
       return {
         name: t.name,
         ms: t.ms,
-        closedThrough: closed,
+        closedThrough: closed.get(t.name) ?? Number.NEGATIVE_INFINITY,
         retainedFrom: keep > 0 ? now - keep : Number.NEGATIVE_INFINITY,
       };
     });
   }
 
-  /** The time through which every partition's windows are closed (the slowest partition's). */
-  private async closedThrough(): Promise<number> {
+  /** Per tier, the time through which every partition's windows are closed (the slowest partition's). */
+  private async closedThrough(): Promise<Map<string, number>> {
     const rows = await this.run(
       "rollup_progress",
       seriesAggregate(
@@ -126,12 +148,14 @@ export class ReadPath {
           ),
         },
         "last",
-        ["_value", "partition"],
+        ["_value", "partition", "tier"],
       ),
-      ["_value"],
+      ["_value", "tier"],
     ).catch(() => []);
-    if (rows.length === 0) return Number.NEGATIVE_INFINITY;
-    return Math.min(...rows.map(([v]) => Number(v)));
+    const out = new Map<string, number>();
+    for (const [value, tier = ""] of rows)
+      out.set(tier, Math.min(out.get(tier) ?? Number.POSITIVE_INFINITY, Number(value)));
+    return out;
   }
 
   /**

@@ -208,7 +208,7 @@ export async function buildServer({
     kafka,
     registry,
     flux,
-    read: new ReadPath(flux, settings.influx, settings.maxRangeMs),
+    read: new ReadPath(flux, settings.influx),
     auth: (scope) => requireScope(scope, settings.tokens),
     rules: new RuleStore(kafka, settings.kafka),
   };

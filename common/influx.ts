@@ -70,7 +70,11 @@ async function findBucket(config: InfluxConfig, orgID: string, name: string): Pr
     config,
     "GET",
     `/api/v2/buckets?orgID=${orgID}&name=${encodeURIComponent(name)}`,
-  )) as { buckets?: { retentionRules?: { everySeconds?: number }[] }[] };
+  ).catch((err) => {
+    // Asked by name, InfluxDB answers a missing bucket with 404.
+    if (/answered 404/.test((err as Error).message)) return {};
+    throw err;
+  })) as { buckets?: { retentionRules?: { everySeconds?: number }[] }[] };
   const bucket = found.buckets?.[0];
   return bucket === undefined ? undefined : (bucket.retentionRules?.[0]?.everySeconds ?? 0) * 1000;
 }

@@ -60,6 +60,11 @@ export function ingestSettings(env: Env = process.env): IngestSettings {
           max: 86_400_000,
           integer: true,
         }),
+        idleMs: num(env, "WINDOW_IDLE_MS", DEFAULT_WINDOWS.idleMs, {
+          min: 1000,
+          max: 86_400_000,
+          integer: true,
+        }),
       },
       limits: {
         maxBytes: num(env, "READING_MAX_BYTES", DEFAULT_LIMITS.maxBytes, {

@@ -6,7 +6,7 @@
  */
 import type { Aggregate } from "../common/aggregate.js";
 import { type DeadLetterReason, parseReading, type ReadingLimits } from "../common/reading.js";
-import { PROGRESS_MEASUREMENT, ROLLUP_MEASUREMENT, type TierName, tierByMs } from "../common/rollups.js";
+import { PROGRESS_MEASUREMENT, ROLLUP_MEASUREMENT, tierByMs } from "../common/rollups.js";
 import { type AlertRule, selects } from "../common/rules.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import {
@@ -19,7 +19,15 @@ import {
 import { type Anomaly, type DetectorConfig, detect, type FieldState, newFieldState } from "./detectors.js";
 import type { TaggedLine } from "./influx-writer.js";
 import { pointLine } from "./line-protocol.js";
-import { type Window, type WindowConfig, type WindowResult, WindowStore, windowResult } from "./windows.js";
+import {
+  SENSOR_KEY,
+  WINDOW_KEY,
+  type Window,
+  type WindowConfig,
+  type WindowResult,
+  WindowStore,
+  windowResult,
+} from "./windows.js";
 
 export interface TaskConfig {
   detectors: DetectorConfig;
@@ -104,7 +112,12 @@ export class PartitionTask {
       anomalies: 0,
     };
     let source = 0;
-    const emit = (w: Window) => this.emitWindow(w, out, source);
+    let emitted = 0;
+    const emit = (w: Window) => {
+      emitted++;
+      this.emitWindow(w, out, source);
+    };
+    this.windows.sweepIdle(now, emit);
     if (rules.version !== this.rulesVersion) this.dropDeletedRules(rules);
     for (let index = 0; index < messages.length; index++) {
       source = index;
@@ -156,7 +169,6 @@ export class PartitionTask {
         const advanced = second > Math.floor(this.maxEventTime / 1000);
         this.maxEventTime = time;
         this.dirty.add(META_KEY);
-        this.windows.advance(time, emit);
         if (advanced) this.checkDeadmen(rules, out, index);
       }
       for (const rule of rules.rules) {
@@ -167,13 +179,13 @@ export class PartitionTask {
         if (transition) this.emit(transition, out, index);
       }
 
-      if (this.windows.isTooLate(time, this.maxEventTime)) {
+      if (this.windows.isTooLate(sensorId, time)) {
         out.late.push(index);
         continue;
       }
-      this.windows.add(sensorId, time, fields, tags, emit);
+      this.windows.add(sensorId, time, fields, tags, now, emit);
     }
-    if (out.readings > 0) this.emitProgress(out, messages.length - 1);
+    if (out.readings > 0 || emitted > 0) this.emitProgress(out, Math.max(0, messages.length - 1), now);
     return out;
   }
 
@@ -214,25 +226,27 @@ export class PartitionTask {
   }
 
   /**
-   * How far this partition's windows are closed, to the minute: a reader answers times before it
-   * from rollups and later ones from raw data. Point and value are both the minute, so however a
-   * replay cuts the stream into batches it rewrites the same points.
+   * How far each tier's windows are closed on this partition: a reader answers times before it
+   * from rollups and later ones from raw data. One point per partition, tier and wall-clock minute,
+   * rewritten by every batch in that minute (the latest value is what counts; it can move back
+   * when a sensor sends old data).
    */
-  private emitProgress(out: BatchOutput, source: number): void {
-    const finest = tierByMs(this.config.windows.tiersMs[0] as number);
-    if (finest === undefined || !Number.isFinite(this.maxEventTime)) return;
-    const closed = this.maxEventTime - this.config.windows.allowedLatenessMs;
-    const minute = Math.floor(closed / 60_000) * 60_000;
-    out.lines.push({
-      line: pointLine(
-        PROGRESS_MEASUREMENT,
-        { partition: String(this.partition) },
-        { closed_through: minute },
-        minute,
-      ),
-      source,
-      bucket: finest.name as TierName,
-    });
+  private emitProgress(out: BatchOutput, source: number, now: number): void {
+    const minute = Math.floor(now / 60_000) * 60_000;
+    for (const [size, closed] of this.windows.closedThrough()) {
+      const tier = tierByMs(size);
+      if (tier === undefined || !Number.isFinite(closed)) continue;
+      out.lines.push({
+        line: pointLine(
+          PROGRESS_MEASUREMENT,
+          { partition: String(this.partition), tier: tier.name },
+          { closed_through: closed },
+          minute,
+        ),
+        source,
+        bucket: "1m",
+      });
+    }
   }
 
   private alertState(rule: AlertRule, sensorId: string): AlertState {
@@ -318,7 +332,7 @@ export class PartitionTask {
       }
     }
     this.dirty.clear();
-    entries.push(...this.windows.takeChangelog(`w${SEP}`));
+    entries.push(...this.windows.takeChangelog());
     return entries;
   }
 
@@ -344,8 +358,8 @@ export class PartitionTask {
         }
         byRule.set(sensorId, JSON.parse(value) as AlertState);
       }
-    } else if (key.startsWith(`w${SEP}`)) {
-      this.windows.restore(key.slice(2), value);
+    } else if (key.startsWith(WINDOW_KEY) || key.startsWith(SENSOR_KEY)) {
+      this.windows.restore(key, value);
     }
   }
 

@@ -1,13 +1,15 @@
 /**
  * Event-time tumbling windows of every rollup tier, per sensor and field, for one Kafka partition.
  *
- * One way a window closes and is revised: stream time is the largest event time seen on the
- * partition. A window [start, end) closes, and is emitted, the moment stream time reaches
- * end + allowedLateness. It then stays for revisionMs more: a reading that arrives in that time
- * still counts, and the window is emitted again at once as a revision (same identity, corrected
- * values). After that the window is dropped; a reading for it is too late: stored raw, counted
- * and routed aside, but in no window. Closing and dropping are timers on stream time, fired in
- * reading order, so what is emitted never depends on how the stream was cut into batches.
+ * One way a window closes and is revised. Each sensor has its own stream time: the largest event
+ * time it has sent. A window [start, end) of a sensor closes, and is emitted, the moment that
+ * sensor's stream time reaches end + allowedLateness, or when the sensor has sent nothing for
+ * idleMs of wall-clock time. It then stays for revisionMs more of the sensor's stream time: a
+ * reading that arrives in that time still counts, and the window is emitted again at once as a
+ * revision (same identity, corrected values). After that the window is dropped; a reading for it
+ * is too late: stored raw, counted and routed aside, in no window. A fast or slow clock, or a
+ * backlog, of one sensor moves only that sensor's windows. Closing is decided reading by reading
+ * (and by the idle sweep, whose effect is in the changelog), never by where a batch ends.
  */
 import { type Aggregate, addReading, aggregateOf, meanOf } from "../common/aggregate.js";
 import { ROLLUP_TIERS } from "../common/rollups.js";
@@ -15,16 +17,19 @@ import { ROLLUP_TIERS } from "../common/rollups.js";
 export interface WindowConfig {
   /** Window sizes kept, finest first: the rollup tiers. The finest is published to Kafka. */
   tiersMs: readonly number[];
-  /** A window is emitted once stream time is this far past its end. */
+  /** A window is emitted once its sensor's stream time is this far past its end. */
   allowedLatenessMs: number;
-  /** How long after it was emitted a late reading still revises a window. */
+  /** How long (in the sensor's stream time) after closing a late reading still revises a window. */
   revisionMs: number;
+  /** Wall-clock silence after which a sensor's open windows are closed anyway. */
+  idleMs: number;
 }
 
 export const DEFAULT_WINDOWS: WindowConfig = {
   tiersMs: ROLLUP_TIERS.map((t) => t.ms),
   allowedLatenessMs: 10_000,
   revisionMs: 300_000,
+  idleMs: 300_000,
 };
 
 export interface Window {
@@ -76,73 +81,17 @@ export function windowResult(w: Window): WindowResult {
 }
 
 const SEP = "\u001f";
+export const WINDOW_KEY = `w${SEP}`;
+export const SENSOR_KEY = `t${SEP}`;
 
-interface Timer {
-  due: number;
-  key: string;
-  kind: "close" | "drop";
-}
-
-/**
- * A binary min-heap of timers on stream time. Equal times fire in key order, so a state restored
- * from the changelog fires them in the same order as the run that wrote it.
- */
-class TimerQueue {
-  private readonly heap: Timer[] = [];
-
-  get size(): number {
-    return this.heap.length;
-  }
-
-  clear(): void {
-    this.heap.length = 0;
-  }
-
-  push(timer: Timer): void {
-    const h = this.heap;
-    h.push(timer);
-    let i = h.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.before(i, parent)) break;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-
-  /** Removes and returns the earliest timer due at or before `time`. */
-  popDue(time: number): Timer | undefined {
-    const h = this.heap;
-    const top = h[0];
-    if (top === undefined || top.due > time) return undefined;
-    const last = h.pop() as Timer;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && this.before(l, m)) m = l;
-        if (r < h.length && this.before(r, m)) m = r;
-        if (m === i) break;
-        this.swap(i, m);
-        i = m;
-      }
-    }
-    return top;
-  }
-
-  private before(a: number, b: number): boolean {
-    const x = this.heap[a] as Timer;
-    const y = this.heap[b] as Timer;
-    return x.due < y.due || (x.due === y.due && x.key < y.key);
-  }
-
-  private swap(a: number, b: number): void {
-    const h = this.heap;
-    [h[a], h[b]] = [h[b] as Timer, h[a] as Timer];
-  }
+/** A sensor's progress: its stream time, when it last sent (wall clock), what is dropped. */
+interface SensorClock {
+  /** Largest event time the sensor has sent. */
+  time: number;
+  /** Wall-clock time of its latest reading. */
+  seen: number;
+  /** Windows of the finest tier ending at or before this are gone: readings for them are too late. */
+  dropped: number;
 }
 
 interface StoredWindow {
@@ -152,66 +101,71 @@ interface StoredWindow {
   e: number;
 }
 
-/** Every open or revisable window of one partition, with its timers and its changelog. */
+/** Every open or revisable window of one partition, per sensor, with its changelog. */
 export class WindowStore {
-  private readonly windows = new Map<string, Window>();
-  private readonly timers = new TimerQueue();
-  private timersValid = true;
-  private readonly dirty = new Set<string>();
+  /** Windows by sensor, then by `<size><SEP><start>`. */
+  private readonly windows = new Map<string, Map<string, Window>>();
+  private readonly clocks = new Map<string, SensorClock>();
+  private readonly dirtyWindows = new Set<string>();
+  private readonly dirtySensors = new Set<string>();
+  private count = 0;
 
   constructor(private readonly config: WindowConfig) {}
 
+  /** Open and revisable windows held. */
   get size(): number {
-    return this.windows.size;
+    return this.count;
   }
 
-  /** True when a reading at `time` comes after its finest window was dropped: it counts in no window. */
-  isTooLate(time: number, streamTime: number): boolean {
-    const finest = this.config.tiersMs[0] as number;
-    return (
-      windowStart(time, finest) + finest + this.config.allowedLatenessMs + this.config.revisionMs <=
-      streamTime
-    );
+  private get finest(): number {
+    return this.config.tiersMs[0] as number;
   }
 
-  /** Fires the timers stream time has reached: windows close (emitted) and, later, are dropped. */
-  advance(streamTime: number, emit: (w: Window) => void): void {
-    if (!this.timersValid) this.rebuildTimers();
-    for (let timer = this.timers.popDue(streamTime); timer; timer = this.timers.popDue(streamTime)) {
-      const w = this.windows.get(timer.key);
-      if (w === undefined) continue;
-      if (timer.kind === "close") {
-        w.emitted = 1;
-        this.dirty.add(timer.key);
-        emit(w);
-        this.timers.push({ due: this.dropDue(w), key: timer.key, kind: "drop" });
-      } else {
-        this.windows.delete(timer.key);
-        this.dirty.add(timer.key);
-      }
-    }
+  /** True when a reading of `sensorId` at `time` is past its finest window's revision time. */
+  isTooLate(sensorId: string, time: number): boolean {
+    const clock = this.clocks.get(sensorId);
+    if (clock === undefined) return false;
+    const end = windowStart(time, this.finest) + this.finest;
+    return end <= clock.dropped || end + this.config.allowedLatenessMs + this.config.revisionMs <= clock.time;
   }
 
   /**
-   * Adds a reading that is not too late to its window of every tier; a window that was already
-   * emitted is emitted again as a revision.
+   * Adds a reading: moves its sensor's stream time (closing and dropping that sensor's windows it
+   * passes), then counts it in its window of every tier; a window already emitted is emitted again
+   * as a revision. The caller checks `isTooLate` first.
    */
   add(
     sensorId: string,
     time: number,
     fields: Record<string, number>,
     tags: Record<string, string>,
+    now: number,
     emit: (w: Window) => void,
   ): void {
-    if (!this.timersValid) this.rebuildTimers();
+    let clock = this.clocks.get(sensorId);
+    if (clock === undefined) {
+      clock = { time, seen: now, dropped: Number.NEGATIVE_INFINITY };
+      this.clocks.set(sensorId, clock);
+    }
+    clock.seen = now;
+    this.dirtySensors.add(sensorId);
+    let mine = this.windows.get(sensorId);
+    if (mine === undefined) {
+      mine = new Map();
+      this.windows.set(sensorId, mine);
+    }
+    if (time > clock.time) {
+      clock.time = time;
+      this.advance(sensorId, mine, clock, emit);
+    }
     for (const sizeMs of this.config.tiersMs) {
       const start = windowStart(time, sizeMs);
-      const key = `${sensorId}${SEP}${sizeMs}${SEP}${start}`;
-      let w = this.windows.get(key);
+      const key = `${sizeMs}${SEP}${start}`;
+      let w = mine.get(key);
       if (w === undefined) {
         w = { sensorId, sizeMs, start, fields: {}, tags, tagsTime: time, emitted: 0 };
-        this.windows.set(key, w);
-        this.timers.push({ due: start + sizeMs + this.config.allowedLatenessMs, key, kind: "close" });
+        mine.set(key, w);
+        this.count++;
       }
       for (const field in fields) {
         const value = fields[field] as number;
@@ -223,38 +177,142 @@ export class WindowStore {
         w.tags = tags;
         w.tagsTime = time;
       }
-      this.dirty.add(key);
+      this.dirtyWindows.add(sensorId + SEP + key);
       if (w.emitted > 0) {
         w.emitted++;
+        emit(w);
+      } else if (start + sizeMs + this.config.allowedLatenessMs <= clock.time) {
+        // A new window for a time the sensor's clock has already passed (it arrived out of order).
+        w.emitted = 1;
         emit(w);
       }
     }
   }
 
-  /** Changed windows since the last call, as changelog records (`w<SEP>` + key; null = dropped). */
-  takeChangelog(prefix: string): { key: string; value: string | null }[] {
+  /** Closes the windows the sensor's stream time has passed and drops those past their revision time. */
+  private advance(
+    sensorId: string,
+    mine: Map<string, Window>,
+    clock: SensorClock,
+    emit: (w: Window) => void,
+  ): void {
+    const { allowedLatenessMs, revisionMs } = this.config;
+    for (const [key, w] of mine) {
+      const end = w.start + w.sizeMs;
+      if (w.emitted === 0 && end + allowedLatenessMs <= clock.time) {
+        w.emitted = 1;
+        this.dirtyWindows.add(sensorId + SEP + key);
+        emit(w);
+      }
+      if (w.emitted > 0 && end + allowedLatenessMs + revisionMs <= clock.time)
+        this.drop(sensorId, mine, key, w, clock);
+    }
+  }
+
+  private drop(
+    sensorId: string,
+    mine: Map<string, Window>,
+    key: string,
+    w: Window,
+    clock: SensorClock,
+  ): void {
+    mine.delete(key);
+    this.count--;
+    this.dirtyWindows.add(sensorId + SEP + key);
+    if (w.sizeMs === this.finest && w.start + w.sizeMs > clock.dropped) {
+      clock.dropped = w.start + w.sizeMs;
+      this.dirtySensors.add(sensorId);
+    }
+  }
+
+  /**
+   * Sensors silent on the wall clock for idleMs have their open windows closed (and, after
+   * idleMs + revisionMs, dropped), so a sensor that stops, or a partition that goes quiet, still
+   * gets its last windows out. Cost: one pass over the sensors, at most once a second.
+   */
+  private lastSweep = Number.NEGATIVE_INFINITY;
+  sweepIdle(now: number, emit: (w: Window) => void): void {
+    if (now - this.lastSweep < 1000) return;
+    this.lastSweep = now;
+    const { idleMs, revisionMs } = this.config;
+    for (const [sensorId, mine] of this.windows) {
+      const clock = this.clocks.get(sensorId) as SensorClock;
+      const silent = now - clock.seen;
+      if (silent < idleMs) continue;
+      for (const [key, w] of mine) {
+        if (w.emitted === 0) {
+          w.emitted = 1;
+          this.dirtyWindows.add(sensorId + SEP + key);
+          emit(w);
+        }
+        if (silent >= idleMs + revisionMs) this.drop(sensorId, mine, key, w, clock);
+      }
+      if (mine.size === 0) this.windows.delete(sensorId);
+    }
+  }
+
+  /**
+   * Per tier, the time before which every window is closed: the earliest open window's start, or
+   * the latest stream time when none is open. Windows that close later (new sensors, backfill)
+   * can move it back.
+   */
+  closedThrough(): Map<number, number> {
+    const out = new Map<number, number>();
+    let latest = Number.NEGATIVE_INFINITY;
+    for (const clock of this.clocks.values()) if (clock.time > latest) latest = clock.time;
+    for (const size of this.config.tiersMs) out.set(size, latest - this.config.allowedLatenessMs);
+    for (const mine of this.windows.values()) {
+      for (const w of mine.values()) {
+        if (w.emitted === 0 && w.start < (out.get(w.sizeMs) as number)) out.set(w.sizeMs, w.start);
+      }
+    }
+    return out;
+  }
+
+  /** Changed windows and sensor clocks since the last call, as changelog records (null = gone). */
+  takeChangelog(): { key: string; value: string | null }[] {
     const entries: { key: string; value: string | null }[] = [];
-    for (const key of this.dirty) {
-      const w = this.windows.get(key);
+    for (const full of this.dirtyWindows) {
+      const [sensorId = "", size = "", start = ""] = full.split(SEP);
+      const w = this.windows.get(sensorId)?.get(`${size}${SEP}${start}`);
       const stored: StoredWindow | undefined =
         w === undefined ? undefined : { f: w.fields, t: w.tags, tt: w.tagsTime, e: w.emitted };
-      entries.push({ key: prefix + key, value: stored === undefined ? null : JSON.stringify(stored) });
+      entries.push({ key: WINDOW_KEY + full, value: stored === undefined ? null : JSON.stringify(stored) });
     }
-    this.dirty.clear();
+    for (const sensorId of this.dirtySensors) {
+      entries.push({ key: SENSOR_KEY + sensorId, value: JSON.stringify(this.clocks.get(sensorId)) });
+    }
+    this.dirtyWindows.clear();
+    this.dirtySensors.clear();
     return entries;
   }
 
-  /** Applies one changelog record (key without the prefix); timers are rebuilt before next use. */
+  /** Applies one changelog record (its full key) while rebuilding the state. */
   restore(key: string, value: string | null): void {
-    this.timersValid = false;
-    if (value === null) {
-      this.windows.delete(key);
+    if (key.startsWith(SENSOR_KEY)) {
+      const sensorId = key.slice(SENSOR_KEY.length);
+      if (value === null) this.clocks.delete(sensorId);
+      else this.clocks.set(sensorId, JSON.parse(value) as SensorClock);
       return;
     }
-    const [sensorId = "", size = "", start = ""] = key.split(SEP);
+    const [sensorId = "", size = "", start = ""] = key.slice(WINDOW_KEY.length).split(SEP);
     if (start === "") return; // a record of an older state format: its windows are not restored
+    const inner = `${size}${SEP}${start}`;
+    let mine = this.windows.get(sensorId);
+    const had = mine?.has(inner) ?? false;
+    if (value === null) {
+      if (had) {
+        mine?.delete(inner);
+        this.count--;
+      }
+      return;
+    }
+    if (mine === undefined) {
+      mine = new Map();
+      this.windows.set(sensorId, mine);
+    }
     const stored = JSON.parse(value) as StoredWindow;
-    this.windows.set(key, {
+    mine.set(inner, {
       sensorId,
       sizeMs: Number(size),
       start: Number(start),
@@ -263,21 +321,6 @@ export class WindowStore {
       tagsTime: stored.tt,
       emitted: stored.e,
     });
-  }
-
-  private dropDue(w: Window): number {
-    return w.start + w.sizeMs + this.config.allowedLatenessMs + this.config.revisionMs;
-  }
-
-  private rebuildTimers(): void {
-    this.timers.clear();
-    for (const [key, w] of this.windows) {
-      this.timers.push(
-        w.emitted === 0
-          ? { due: w.start + w.sizeMs + this.config.allowedLatenessMs, key, kind: "close" }
-          : { due: this.dropDue(w), key, kind: "drop" },
-      );
-    }
-    this.timersValid = true;
+    if (!had) this.count++;
   }
 }

@@ -193,7 +193,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
 
   /** Refuses, before any query, what would exceed the limits: windows answered and sub-windows read. */
   function checkSize(plan: WindowPlan, subMs: number, windowsPerSensor: number): void {
-    const series = plan.sensors?.length ?? read.sensorsSince(plan.firstStart);
+    const series = plan.sensors?.length ?? read.sensorsIn(plan.firstStart, plan.lastStart + plan.periodMs);
     const windows = series * windowsPerSensor;
     if (windows > maxPoints) {
       throw tooLarge(
@@ -470,7 +470,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         const end = Math.floor(at / periodMs) * periodMs;
         const from = end - Math.ceil(lookbackMs / periodMs) * periodMs;
         const sensors = q.sensor_id && q.sensor_id.length > 0 ? [...new Set(q.sensor_id)] : undefined;
-        const series = sensors?.length ?? read.sensorsSince(from);
+        const series = sensors?.length ?? read.sensorsIn(from, end);
         if (series > maxPoints) {
           throw tooLarge(
             `${series} sensors reported in the lookback, more than ${maxPoints}: name sensors with sensor_id`,

@@ -207,13 +207,13 @@ describe("limits before work", () => {
   it("refuses a request over the limit from the sensor catalogue, with no query sent", async () => {
     expect(queries).toBeGreaterThan(0); // the catalogue was loaded at start
     const before = queries;
-    // 5 sensors × 361 one-minute windows of 6 hours: 1,805 windows, over the limit of 1,000.
+    // 5 sensors × 360 one-minute windows of 6 hours: 1,800 windows, over the limit of 1,000.
     const res = await fetch(`${limited.url}/v1/aggregates?start=${T0}&stop=${T0 + 6 * HOUR}&window=1m`, {
       headers: { authorization: `Bearer ${READ_TOKEN}` },
     });
     const body = (await res.json()) as { detail: string };
     expect(res.status).toBe(422);
-    expect(body.detail).toContain("5 sensors × 361 windows");
+    expect(body.detail).toContain("5 sensors × 360 windows");
     expect(queries).toBe(before);
     // A request under the limit goes through the same proxy.
     const ok = await fetch(

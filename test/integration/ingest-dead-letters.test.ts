@@ -1,8 +1,8 @@
 /**
  * Bad input and late data on the real broker and InfluxDB: every invalid message lands in the DLQ
  * with its original key, bytes and a reason; every valid one is stored; out-of-order readings
- * inside the allowed lateness count in their window; later ones are stored, counted and routed
- * to sensor-readings-late, and their (already final) window is not re-emitted.
+ * inside the allowed lateness count in their window; readings past the revision time (30 s here)
+ * are stored, counted and routed to sensor-readings-late, and their dropped window is not re-emitted.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -78,7 +78,7 @@ describe("dead letters, out-of-order and late readings", () => {
   const temperatures: Record<string, number[][]> = { sensor_a: [[], [], []], sensor_b: [[], [], []] };
 
   beforeAll(async () => {
-    env = await isolatedEnv("dlq");
+    env = await isolatedEnv("dlq", { WINDOW_REVISION_MS: "30000" });
     const messages: Outgoing[] = [];
     let bad = 0;
     for (let second = 0; second < 180; second++) {
@@ -99,10 +99,10 @@ describe("dead letters, out-of-order and late readings", () => {
       }
     }
     expect(bad).toBe(BAD.length);
-    // Moves stream time to T0+200 s on both sensors' partitions: windows 0..2 become final.
+    // Moves both sensors' stream time to T0+200 s: windows 0..2 close, and are dropped 30 s later.
     messages.push({ key: "sensor_a", value: reading("sensor_a", T0 + 200_000, 20) });
     messages.push({ key: "sensor_b", value: reading("sensor_b", T0 + 200_000, 21) });
-    // Window 0 of sensor_a is long final: a late reading.
+    // Window 0 of sensor_a ended at 60 s: at 200 s it is past 60 + 10 + 30 s, dropped: a late reading.
     messages.push({ key: "sensor_a", value: reading("sensor_a", T0 + 5_500, 99) });
     await produce(env, messages);
     worker = await startWorker(env);

@@ -211,6 +211,7 @@ describe("ingestSettings", () => {
       tiersMs: [60_000, 3_600_000],
       allowedLatenessMs: 0,
       revisionMs: 600_000,
+      idleMs: 300_000,
     });
   });
 });

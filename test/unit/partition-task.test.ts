@@ -20,7 +20,7 @@ const CONFIG: TaskConfig = {
     zscore: { window: 5, threshold: 1.5, minSamples: 3 },
     ewma: { alpha: 0.3, threshold: 2, warmup: 3 },
   },
-  windows: { tiersMs: [60_000, 3_600_000], allowedLatenessMs: 2_000, revisionMs: 8_000 },
+  windows: { tiersMs: [60_000, 3_600_000], allowedLatenessMs: 2_000, revisionMs: 8_000, idleMs: 3_600_000 },
   limits: DEFAULT_LIMITS,
 };
 
@@ -156,9 +156,14 @@ describe("PartitionTask", () => {
     expect(out.lines).toEqual([
       { line: `readings,sensor_id=sensor_1 temperature=21.3 ${MINUTE}`, source: 0 },
       { line: `readings,sensor_id=sensor_1,site=north temperature=21.4 ${MINUTE + 1000}`, source: 3 },
-      // Stream time MINUTE + 1 s less 2 s of lateness: windows are closed through the minute before.
+      // Closed through the earliest open window start, at most stream time less lateness; at the wall-clock minute.
       {
-        line: `rollup_progress,partition=0 closed_through=${MINUTE - 60_000} ${MINUTE - 60_000}`,
+        line: `rollup_progress,partition=0,tier=1m closed_through=${MINUTE - 1_000} ${NOW}`,
+        source: 4,
+        bucket: "1m",
+      },
+      {
+        line: `rollup_progress,partition=0,tier=1h closed_through=${MINUTE - 33 * 60_000} ${NOW}`,
         source: 4,
         bucket: "1m",
       },
@@ -201,14 +206,18 @@ describe("PartitionTask", () => {
       NOW,
     );
     expect(first.windows).toEqual([]);
+    // Another sensor's clock closes nothing of s1's.
+    expect(
+      task.process([message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 600_000 })], NOW).windows,
+    ).toEqual([]);
     const second = task.process(
       [
-        message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 62_000 }),
+        message({ sensor_id: "s1", temperature: 5, timestamp: MINUTE + 62_000 }),
         message({ sensor_id: "s1", temperature: 25, timestamp: MINUTE + 5_000 }),
       ],
       NOW,
     );
-    // s1's first window closes on s2's reading; s1's late reading then revises it.
+    // s1's first window closes on its own reading; its late reading then revises it.
     expect(second.windows).toEqual([
       {
         sensor_id: "s1",
@@ -244,7 +253,7 @@ describe("PartitionTask", () => {
     // Past end + lateness (2 s) + revision time (8 s) the window is gone: a reading for it is too late.
     const third = task.process(
       [
-        message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 70_000 }),
+        message({ sensor_id: "s1", temperature: 5, timestamp: MINUTE + 70_000 }),
         message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE + 6_000 }),
       ],
       NOW,
@@ -317,18 +326,18 @@ describe("PartitionTask", () => {
     expect(first.filter((e) => e.value === null)).toEqual([]);
     expect(task.takeChangelog()).toEqual([]);
 
-    // s2 moves stream time past s1's minute window and its revision time: that window is dropped.
-    task.process([message({ sensor_id: "s2", temperature: 5, timestamp: MINUTE + 70_000 })], NOW);
+    // s1's clock moves past its minute window and that window's revision time: it is dropped.
+    task.process([message({ sensor_id: "s1", temperature: 5, timestamp: MINUTE + 70_000 })], NOW);
     const second = task.takeChangelog();
     const tombstones = second.filter((e) => e.value === null);
     expect(tombstones).toHaveLength(1);
     expect(tombstones[0]?.key).toBe(`w\u001fs1\u001f60000\u001f${MINUTE}`);
-    // Left: s1's hour window, s2's minute and hour windows.
-    expect(task.stateSize).toEqual({ detectors: 2, windows: 3 });
+    // Left: s1's hour window and its next minute window.
+    expect(task.stateSize).toEqual({ detectors: 1, windows: 2 });
 
     const rebuilt = new PartitionTask(CONFIG);
     for (const entry of [...first, ...second]) rebuilt.restore(entry.key, entry.value);
-    expect(rebuilt.stateSize).toEqual({ detectors: 2, windows: 3 });
+    expect(rebuilt.stateSize).toEqual({ detectors: 1, windows: 2 });
   });
 
   it("a batch of only dead letters changes no state", () => {
