@@ -221,10 +221,11 @@ export function kafkaAccessProblem(err: unknown, config: KafkaConfig): KafkaAcce
  * For start-up retry loops: false for what retrying cannot fix (bad configuration, credentials,
  * certificates, ACLs), true for the rest (a broker or InfluxDB not up yet).
  */
-export function isRetriableStartupError(err: unknown, config?: KafkaConfig): boolean {
-  if (err instanceof ConfigError || err instanceof KafkaAccessError) return false;
-  if (err instanceof InfluxAccessError) return false;
-  if (config && kafkaAccessProblem(err, config)) return false;
+export function isRetriableStartupError(err: unknown): boolean {
+  if (err instanceof ConfigError || err instanceof KafkaAccessError || err instanceof InfluxAccessError) {
+    return false;
+  }
+  // The raw kafkajs errors too, for callers that did not go through verifyKafkaAccess.
   return !errorChain(err).some(
     (e) =>
       e.name === "KafkaJSSASLAuthenticationError" ||
