@@ -1,6 +1,7 @@
 /** Entry point of the API: `npm run api`. Configured by environment (see .env.example). */
 import { ConfigError } from "../common/config.js";
-import { createKafka } from "../common/kafka.js";
+import { verifyInfluxAccess } from "../common/influx.js";
+import { createKafka, verifyKafkaAccess } from "../common/kafka.js";
 import { createLogger } from "../common/log.js";
 import { apiSettings } from "./config.js";
 import { buildServer } from "./server.js";
@@ -18,6 +19,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Wrong credentials or an untrusted certificate: fail now with the setting to fix, not retry.
+  await Promise.all([verifyKafkaAccess(settings.kafka), verifyInfluxAccess(settings.influx)]);
   const app = await buildServer({
     settings,
     kafka: createKafka(settings.kafka, logger),

@@ -4,6 +4,8 @@
  * naming the variable, the value and what is accepted.
  */
 
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { TierName } from "./rollups.js";
 import { durationToMs } from "./rules.js";
 
@@ -63,6 +65,27 @@ export function list(env: Env, name: string, fallback: string[]): string[] {
     .filter((s) => s !== "");
 }
 
+export const KAFKA_SECURITY_PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] as const;
+export type KafkaSecurityProtocol = (typeof KAFKA_SECURITY_PROTOCOLS)[number];
+export const KAFKA_SASL_MECHANISMS = ["plain", "scram-sha-256", "scram-sha-512"] as const;
+export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
+
+/** TLS to the brokers. PEM contents, read and checked at start-up. */
+export interface KafkaTls {
+  /** CA certificate(s) the brokers' certificates must chain to; unset: the system's trusted roots. */
+  ca?: string;
+  /** Client certificate and key, for brokers that require them (mTLS). */
+  cert?: string;
+  key?: string;
+  passphrase?: string;
+}
+
+export interface KafkaSasl {
+  mechanism: KafkaSaslMechanism;
+  username: string;
+  password: string;
+}
+
 export interface KafkaConfig {
   brokers: string[];
   clientId: string;
@@ -70,6 +93,11 @@ export interface KafkaConfig {
   topicPrefix: string;
   /** Partitions given to sensor-readings-raw (and the worker's state changelog) when created. */
   partitions: number;
+  securityProtocol: KafkaSecurityProtocol;
+  /** Present for SSL and SASL_SSL. */
+  tls?: KafkaTls;
+  /** Present for SASL_PLAINTEXT and SASL_SSL. */
+  sasl?: KafkaSasl;
 }
 
 export interface InfluxConfig {
@@ -82,6 +110,149 @@ export interface InfluxConfig {
   rollupBuckets: Record<TierName, string>;
   /** Retention given to each bucket when it is created (0 = forever); existing buckets keep theirs. */
   retentionMs: { raw: number } & Record<TierName, number>;
+  /** PEM CA certificate(s) an https INFLUX_URL's certificate must chain to; unset: the system's roots. */
+  ca?: string;
+}
+
+function oneOf<T extends string>(
+  name: string,
+  text: string | undefined,
+  accepted: readonly T[],
+  fallback: T,
+): T {
+  if (text === undefined) return fallback;
+  const found = accepted.find((a) => a.toLowerCase() === text.toLowerCase());
+  if (found === undefined) {
+    throw new ConfigError(
+      `${name}=${JSON.stringify(text)} is not valid: expected one of ${accepted.join(", ")}`,
+    );
+  }
+  return found;
+}
+
+/**
+ * The PEM file a variable names, read now so that a wrong path or a file of the wrong kind fails
+ * at start-up rather than at the first connection. `what` describes the expected content.
+ */
+function pemFile(name: string, path: string, what: string, pemLabel: RegExp): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    const reason =
+      (err as NodeJS.ErrnoException).code === "ENOENT"
+        ? "does not exist"
+        : `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+    throw new ConfigError(
+      `${name}=${JSON.stringify(path)} ${reason}: expected the path of a PEM file holding ${what}`,
+    );
+  }
+  if (!pemLabel.test(text)) {
+    throw new ConfigError(
+      `${name}=${JSON.stringify(path)} is not valid: expected a PEM file holding ${what} (no matching "-----BEGIN" block found)`,
+    );
+  }
+  return text;
+}
+
+const CERTIFICATE = /-----BEGIN CERTIFICATE-----/;
+const PRIVATE_KEY = /-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/;
+
+function caFile(name: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  const ca = pemFile(name, path, "the CA certificate(s)", CERTIFICATE);
+  try {
+    new X509Certificate(ca);
+  } catch (err) {
+    throw new ConfigError(
+      `${name}=${JSON.stringify(path)} is not valid: its certificate cannot be parsed (${(err as Error).message})`,
+    );
+  }
+  return ca;
+}
+
+function kafkaTls(env: Env): KafkaTls {
+  const certPath = optionalStr(env, "KAFKA_SSL_CERT_FILE");
+  const keyPath = optionalStr(env, "KAFKA_SSL_KEY_FILE");
+  const passphrase = optionalStr(env, "KAFKA_SSL_KEY_PASSWORD");
+  const tls: KafkaTls = {};
+  const ca = caFile("KAFKA_SSL_CA_FILE", optionalStr(env, "KAFKA_SSL_CA_FILE"));
+  if (ca !== undefined) tls.ca = ca;
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    throw new ConfigError(
+      `${certPath === undefined ? "KAFKA_SSL_KEY_FILE" : "KAFKA_SSL_CERT_FILE"} is set but ${certPath === undefined ? "KAFKA_SSL_CERT_FILE" : "KAFKA_SSL_KEY_FILE"} is not: a client certificate needs both (or neither)`,
+    );
+  }
+  if (certPath === undefined || keyPath === undefined) {
+    if (passphrase !== undefined) {
+      throw new ConfigError(
+        "KAFKA_SSL_KEY_PASSWORD is set but KAFKA_SSL_KEY_FILE is not: it decrypts that key",
+      );
+    }
+    return tls;
+  }
+  const cert = pemFile("KAFKA_SSL_CERT_FILE", certPath, "the client certificate", CERTIFICATE);
+  const key = pemFile("KAFKA_SSL_KEY_FILE", keyPath, "the client's private key", PRIVATE_KEY);
+  let keyObject: KeyObject;
+  try {
+    keyObject = createPrivateKey(passphrase === undefined ? key : { key, passphrase });
+  } catch (err) {
+    throw new ConfigError(
+      `KAFKA_SSL_KEY_FILE=${JSON.stringify(keyPath)} cannot be loaded${passphrase === undefined ? " (if it is encrypted, set KAFKA_SSL_KEY_PASSWORD)" : " with KAFKA_SSL_KEY_PASSWORD (wrong password?)"}: ${(err as Error).message}`,
+    );
+  }
+  let matches: boolean;
+  try {
+    matches = new X509Certificate(cert).checkPrivateKey(keyObject);
+  } catch (err) {
+    throw new ConfigError(
+      `KAFKA_SSL_CERT_FILE=${JSON.stringify(certPath)} is not valid: its certificate cannot be parsed (${(err as Error).message})`,
+    );
+  }
+  if (!matches) {
+    throw new ConfigError(
+      `KAFKA_SSL_KEY_FILE=${JSON.stringify(keyPath)} is not the private key of KAFKA_SSL_CERT_FILE=${JSON.stringify(certPath)}`,
+    );
+  }
+  return { ...tls, cert, key, ...(passphrase === undefined ? {} : { passphrase }) };
+}
+
+function kafkaSasl(env: Env, protocol: KafkaSecurityProtocol): KafkaSasl {
+  const missing = (name: string, accepted = "") =>
+    new ConfigError(`KAFKA_SECURITY_PROTOCOL=${protocol} needs ${name}, which is not set${accepted}`);
+  const given = optionalStr(env, "KAFKA_SASL_MECHANISM");
+  if (given === undefined)
+    throw missing("KAFKA_SASL_MECHANISM", `: one of ${KAFKA_SASL_MECHANISMS.join(", ")}`);
+  const username = optionalStr(env, "KAFKA_SASL_USERNAME");
+  if (username === undefined) throw missing("KAFKA_SASL_USERNAME");
+  const password = optionalStr(env, "KAFKA_SASL_PASSWORD");
+  if (password === undefined) throw missing("KAFKA_SASL_PASSWORD");
+  return {
+    mechanism: oneOf("KAFKA_SASL_MECHANISM", given, KAFKA_SASL_MECHANISMS, "plain"),
+    username,
+    password,
+  };
+}
+
+const KAFKA_TLS_VARIABLES = [
+  "KAFKA_SSL_CA_FILE",
+  "KAFKA_SSL_CERT_FILE",
+  "KAFKA_SSL_KEY_FILE",
+  "KAFKA_SSL_KEY_PASSWORD",
+];
+const KAFKA_SASL_VARIABLES = ["KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"];
+
+/**
+ * Security settings a protocol would ignore are refused: a CA file or a password that silently
+ * goes unused usually means KAFKA_SECURITY_PROTOCOL was forgotten.
+ */
+function refuseUnused(env: Env, protocol: KafkaSecurityProtocol, names: string[], needs: string): void {
+  const set = names.filter((n) => raw(env, n) !== undefined);
+  if (set.length > 0) {
+    throw new ConfigError(
+      `${set.join(", ")} ${set.length === 1 ? "is" : "are"} set but KAFKA_SECURITY_PROTOCOL=${protocol} does not use ${set.length === 1 ? "it" : "them"}: set KAFKA_SECURITY_PROTOCOL to ${needs}`,
+    );
+  }
 }
 
 export function kafkaConfig(env: Env = process.env): KafkaConfig {
@@ -99,6 +270,25 @@ export function kafkaConfig(env: Env = process.env): KafkaConfig {
     clientId: str(env, "KAFKA_CLIENT_ID", "sensor-analytics"),
     topicPrefix: str(env, "KAFKA_TOPIC_PREFIX", ""),
     partitions: num(env, "KAFKA_PARTITIONS", 6, { min: 1, max: 1000, integer: true }),
+    ...kafkaSecurity(env),
+  };
+}
+
+function kafkaSecurity(env: Env): Pick<KafkaConfig, "securityProtocol" | "tls" | "sasl"> {
+  const securityProtocol = oneOf(
+    "KAFKA_SECURITY_PROTOCOL",
+    optionalStr(env, "KAFKA_SECURITY_PROTOCOL"),
+    KAFKA_SECURITY_PROTOCOLS,
+    "PLAINTEXT",
+  );
+  const usesTls = securityProtocol === "SSL" || securityProtocol === "SASL_SSL";
+  const usesSasl = securityProtocol.startsWith("SASL_");
+  if (!usesTls) refuseUnused(env, securityProtocol, KAFKA_TLS_VARIABLES, "SSL or SASL_SSL");
+  if (!usesSasl) refuseUnused(env, securityProtocol, KAFKA_SASL_VARIABLES, "SASL_PLAINTEXT or SASL_SSL");
+  return {
+    securityProtocol,
+    ...(usesTls ? { tls: kafkaTls(env) } : {}),
+    ...(usesSasl ? { sasl: kafkaSasl(env, securityProtocol) } : {}),
   };
 }
 
@@ -111,6 +301,12 @@ export function influxConfig(env: Env = process.env): InfluxConfig {
     throw new ConfigError(`INFLUX_URL=${JSON.stringify(url)} is not valid: expected an http(s) URL`);
   }
   const bucket = str(env, "INFLUX_BUCKET");
+  const ca = caFile("INFLUX_CA_FILE", optionalStr(env, "INFLUX_CA_FILE"));
+  if (ca !== undefined && new URL(url).protocol !== "https:") {
+    throw new ConfigError(
+      `INFLUX_CA_FILE is set but INFLUX_URL=${JSON.stringify(url)} is not https: use an https:// URL or unset INFLUX_CA_FILE`,
+    );
+  }
   return {
     url: url.replace(/\/+$/, ""),
     token: str(env, "INFLUX_TOKEN"),
@@ -125,6 +321,7 @@ export function influxConfig(env: Env = process.env): InfluxConfig {
       "1m": retention(env, "INFLUX_RETENTION_1M"),
       "1h": retention(env, "INFLUX_RETENTION_1H"),
     },
+    ...(ca === undefined ? {} : { ca }),
   };
 }
 

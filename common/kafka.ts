@@ -2,9 +2,11 @@
  * The one module that knows the Kafka client library. Everything else imports from here, so the
  * client (kafkajs today) can be swapped for a KafkaJS-compatible one without touching the pipeline.
  */
-import { type Admin, Kafka, type KafkaConfig as KafkaJsConfig, logLevel } from "kafkajs";
+import { type Admin, Kafka, type KafkaConfig as KafkaJsConfig, logLevel, type SASLOptions } from "kafkajs";
 import type { Logger } from "pino";
-import type { KafkaConfig } from "./config.js";
+import { ConfigError, type KafkaConfig } from "./config.js";
+import { InfluxAccessError } from "./influx.js";
+import { errorChain, isTlsConfigurationCode, tlsProblem } from "./tls.js";
 import { changelogTopic, TOPICS, type TopicName, topicName } from "./topics.js";
 
 export type {
@@ -19,6 +21,24 @@ export type {
 } from "kafkajs";
 export { Kafka };
 
+/** kafkajs's `ssl` and `sasl` options for the configured security protocol. */
+export function securityOptions(config: KafkaConfig): Pick<KafkaJsConfig, "ssl" | "sasl"> {
+  const { tls, sasl } = config;
+  return {
+    // A CA given replaces the system's roots: the brokers must chain to it.
+    ...(tls
+      ? {
+          ssl: {
+            ...(tls.ca === undefined ? {} : { ca: [tls.ca] }),
+            ...(tls.cert === undefined ? {} : { cert: tls.cert, key: tls.key, passphrase: tls.passphrase }),
+          },
+        }
+      : {}),
+    // kafkajs types SASL options per mechanism; ours are the same three shapes.
+    ...(sasl ? { sasl: { ...sasl } as SASLOptions } : {}),
+  };
+}
+
 export function createKafka(
   config: KafkaConfig,
   logger?: Logger,
@@ -27,6 +47,7 @@ export function createKafka(
   return new Kafka({
     clientId: config.clientId,
     brokers: config.brokers,
+    ...securityOptions(config),
     connectionTimeout: 3000,
     requestTimeout: 30000,
     retry: { initialRetryTime: 300, retries: 10, maxRetryTime: 10_000 },
@@ -132,5 +153,101 @@ export async function withAdmin<T>(kafka: Kafka, fn: (admin: Admin) => Promise<T
     return await fn(admin);
   } finally {
     await admin.disconnect();
+  }
+}
+
+/**
+ * A failure no retry can fix: wrong credentials, an untrusted certificate, a missing ACL. The
+ * message says which setting to change. Start-up retry loops must let it through (see
+ * `isRetriableStartupError`).
+ */
+export class KafkaAccessError extends Error {
+  override name = "KafkaAccessError";
+  readonly retriable = false;
+  constructor(
+    message: string,
+    readonly reason: "authentication" | "tls" | "authorization",
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * Recognises the failures of connecting to Kafka that configuration, not time, must fix, and says
+ * which setting to look at. Undefined for anything else (broker down, leader moving, timeouts).
+ */
+export function kafkaAccessProblem(err: unknown, config: KafkaConfig): KafkaAccessError | undefined {
+  if (err instanceof KafkaAccessError) return err;
+  for (const e of errorChain(err)) {
+    if (e.name === "KafkaJSSASLAuthenticationError") {
+      const mechanism = config.sasl?.mechanism ?? "none";
+      const user = config.sasl?.username ?? "(none)";
+      const detail = e.message ?? "";
+      const hint = /not supported by the server/.test(detail)
+        ? "the broker does not offer this mechanism: set KAFKA_SASL_MECHANISM to one it enables"
+        : "check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM";
+      return new KafkaAccessError(
+        `Kafka authentication failed for user ${JSON.stringify(user)} with mechanism ${mechanism} (${detail}): ${hint}`,
+        "authentication",
+        { cause: err },
+      );
+    }
+    if (typeof e.type === "string" && e.type.endsWith("_AUTHORIZATION_FAILED")) {
+      const user = config.sasl ? `user ${JSON.stringify(config.sasl.username)}` : "this client";
+      return new KafkaAccessError(
+        `Kafka refused ${user} (${e.type}: ${e.message}): grant it the ACLs listed in the README ("Running against a Kafka cluster and InfluxDB Cloud")`,
+        "authorization",
+        { cause: err },
+      );
+    }
+    if (typeof e.code === "string" && config.tls) {
+      const broker = (e as { broker?: string }).broker ?? config.brokers.join(",");
+      const problem = tlsProblem(
+        e.code,
+        `Kafka broker ${broker}`,
+        "KAFKA_SSL_CA_FILE",
+        config.tls.cert === undefined
+          ? "the broker probably requires a client certificate: set KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE"
+          : "the broker does not accept the client certificate in KAFKA_SSL_CERT_FILE (is it signed by a CA the broker trusts?)",
+      );
+      if (problem) return new KafkaAccessError(problem, "tls", { cause: err });
+    }
+  }
+  return undefined;
+}
+
+/**
+ * For start-up retry loops: false for what retrying cannot fix (bad configuration, credentials,
+ * certificates, ACLs), true for the rest (a broker or InfluxDB not up yet).
+ */
+export function isRetriableStartupError(err: unknown): boolean {
+  if (err instanceof ConfigError || err instanceof KafkaAccessError || err instanceof InfluxAccessError) {
+    return false;
+  }
+  // The raw kafkajs errors too, for callers that did not go through verifyKafkaAccess.
+  return !errorChain(err).some(
+    (e) =>
+      e.name === "KafkaJSSASLAuthenticationError" ||
+      (typeof e.type === "string" && e.type.endsWith("_AUTHORIZATION_FAILED")) ||
+      (typeof e.code === "string" && isTlsConfigurationCode(e.code)),
+  );
+}
+
+/**
+ * Connects once, without retries, and turns an authentication or TLS failure into a
+ * KafkaAccessError naming the setting to fix. kafkajs would otherwise retry a certificate it does
+ * not trust for a minute before giving up. Other failures (a broker still starting) are left to the
+ * caller's own connection, which retries them.
+ */
+export async function verifyKafkaAccess(config: KafkaConfig): Promise<void> {
+  const admin = createKafka(config, undefined, { retry: { retries: 0 } }).admin();
+  try {
+    await admin.connect();
+  } catch (err) {
+    const problem = kafkaAccessProblem(err, config);
+    if (problem) throw problem;
+  } finally {
+    await admin.disconnect().catch(() => {});
   }
 }

@@ -1,6 +1,7 @@
 /** Entry point of the ingest worker: `npm run ingest`. Configured by environment (see .env.example). */
 import { ConfigError } from "../common/config.js";
-import { createInflux } from "../common/influx.js";
+import { createInflux, verifyInfluxAccess } from "../common/influx.js";
+import { verifyKafkaAccess } from "../common/kafka.js";
 import { createLogger } from "../common/log.js";
 import { ingestSettings } from "./config.js";
 import { IngestMetrics, startMetricsServer, startPipelineReporter } from "./metrics.js";
@@ -19,6 +20,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Wrong credentials or an untrusted certificate: fail now with the setting to fix, not retry.
+  await Promise.all([verifyKafkaAccess(settings.kafka), verifyInfluxAccess(settings.influx)]);
   const metrics = new IngestMetrics();
   const server = settings.metricsEnabled
     ? await startMetricsServer(metrics.registry, settings.metricsPort, settings.metricsHost)

@@ -5,7 +5,13 @@
  */
 import { parseArgs } from "node:util";
 import { ConfigError, kafkaConfig } from "../common/config.js";
-import { createKafka, ensureTopics, withAdmin } from "../common/kafka.js";
+import {
+  createKafka,
+  ensureTopics,
+  KafkaAccessError,
+  verifyKafkaAccess,
+  withAdmin,
+} from "../common/kafka.js";
 import { createLogger } from "../common/log.js";
 import { topicName } from "../common/topics.js";
 import { DEFAULT_SIMULATION, type SimulationOptions, simulate } from "./simulation.js";
@@ -88,6 +94,7 @@ async function main(): Promise<void> {
     seed: numberArg(values, "seed", DEFAULT_SIMULATION.seed),
   };
   const rate = numberArg(values, "rate", 10);
+  await verifyKafkaAccess(kafka);
   const client = createKafka(kafka, logger);
   await withAdmin(client, (admin) => ensureTopics(admin, kafka));
   // Idempotent: a retried send never duplicates readings in the topic.
@@ -140,6 +147,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  console.error(err instanceof ConfigError ? err.message : err);
-  process.exit(err instanceof ConfigError ? 2 : 1);
+  const known = err instanceof ConfigError || err instanceof KafkaAccessError;
+  console.error(known ? err.message : err);
+  process.exit(known ? 2 : 1);
 });

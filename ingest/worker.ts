@@ -131,7 +131,13 @@ export class IngestWorker {
   }
 
   async start(): Promise<void> {
-    await ensureBuckets(this.options.influx);
+    // A token that may only write cannot look buckets up: then they must exist already.
+    await ensureBuckets(this.options.influx).catch((err) =>
+      this.options.logger.warn(
+        { error: (err as Error).message },
+        "could not check or create the raw and rollup buckets; writes fail until they exist",
+      ),
+    );
     await withAdmin(this.kafka, async (admin) => {
       await ensureTopics(admin, this.options.kafka);
       await ensureChangelogTopic(admin, this.options.kafka, this.options.groupId);

@@ -124,9 +124,28 @@ process.once("exit", () => {
   for (const child of liveChildren) child.kill("SIGKILL");
 });
 
+/** Listeners beside the PLAINTEXT one (which stays the inter-broker listener), e.g. for TLS and SASL tests. */
+export interface KafkaSecurityOptions {
+  /** Listener name → security protocol (SSL, SASL_PLAINTEXT, SASL_SSL); each gets a free port. */
+  listeners?: Record<string, string>;
+  /** More server.properties entries: keystores, SASL mechanisms, JAAS configs. */
+  properties?: Record<string, string>;
+  /** More storage format arguments, e.g. `--add-scram` for SCRAM users (KRaft keeps them in metadata). */
+  formatArgs?: string[];
+}
+
 export class LocalKafka extends LocalService {
   port = 0;
   private controllerPort = 0;
+  /** Port of each extra listener, by name. */
+  readonly listenerPorts: Record<string, number> = {};
+
+  constructor(
+    dir: string,
+    private readonly security: KafkaSecurityOptions = {},
+  ) {
+    super(dir);
+  }
 
   get brokers(): string {
     return `127.0.0.1:${this.port}`;
@@ -139,7 +158,11 @@ export class LocalKafka extends LocalService {
     if (this.port === 0) {
       this.port = await freePort();
       this.controllerPort = await freePort();
+      for (const name of Object.keys(this.security.listeners ?? {}))
+        this.listenerPorts[name] = await freePort();
     }
+    const extra = Object.entries(this.security.listeners ?? {});
+    const endpoints = extra.map(([name]) => `,${name}://127.0.0.1:${this.listenerPorts[name]}`).join("");
     const props = join(this.dir, "server.properties");
     await writeFile(
       props,
@@ -147,10 +170,10 @@ export class LocalKafka extends LocalService {
         "process.roles=broker,controller",
         "node.id=1",
         `controller.quorum.voters=1@127.0.0.1:${this.controllerPort}`,
-        `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}`,
-        `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}`,
+        `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}${endpoints}`,
+        `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}${endpoints}`,
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${extra.map(([n, p]) => `,${n}:${p}`).join("")}`,
         `log.dirs=${join(this.dir, "data")}`,
         "offsets.topic.replication.factor=1",
         "offsets.topic.num.partitions=4",
@@ -162,6 +185,7 @@ export class LocalKafka extends LocalService {
         "num.partitions=1",
         "log.retention.ms=-1",
         "log.cleaner.backoff.ms=1000",
+        ...Object.entries(this.security.properties ?? {}).map(([k, v]) => `${k}=${v}`),
         "",
       ].join("\n"),
     );
@@ -199,6 +223,7 @@ export class LocalKafka extends LocalService {
             kafkaClusterId(),
             "-c",
             props,
+            ...(this.security.formatArgs ?? []),
           ],
           { stdio: ["ignore", "ignore", "inherit"] },
         );
@@ -221,6 +246,12 @@ function kafkaClusterId(): string {
   }
 }
 
+/** Builds influxd into the cache the first time (a no-op afterwards) and returns its path. */
+export async function influxdBinary(): Promise<string> {
+  await runScript("build-influxd.sh");
+  return join(CACHE, `influxdb-${INFLUXDB_VERSION}`, "influxd");
+}
+
 export class LocalInflux extends LocalService {
   port = 0;
   readonly org = "sensors";
@@ -232,8 +263,7 @@ export class LocalInflux extends LocalService {
   }
 
   async start(): Promise<void> {
-    await runScript("build-influxd.sh");
-    const bin = join(CACHE, `influxdb-${INFLUXDB_VERSION}`, "influxd");
+    const bin = await influxdBinary();
     await mkdir(this.dir, { recursive: true });
     if (this.port === 0) this.port = await freePort();
     const proc = this.launch("influxd", bin, [

@@ -1,4 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   bool,
   ConfigError,
@@ -9,7 +12,9 @@ import {
   optionalStr,
   str,
 } from "../../common/config.js";
+import { securityOptions } from "../../common/kafka.js";
 import { ingestSettings } from "../../ingest/config.js";
+import { CLIENT_KEY_PASSWORD, createTestPki, type TestPki } from "../support/tls.js";
 
 const INFLUX = {
   INFLUX_URL: "http://127.0.0.1:8086/",
@@ -107,6 +112,7 @@ describe("kafkaConfig", () => {
       clientId: "sensor-analytics",
       topicPrefix: "",
       partitions: 6,
+      securityProtocol: "PLAINTEXT",
     });
   });
 
@@ -213,5 +219,181 @@ describe("ingestSettings", () => {
       revisionMs: 600_000,
       idleMs: 300_000,
     });
+  });
+});
+
+describe("Kafka and InfluxDB security settings", () => {
+  let pki: TestPki;
+  const BROKERS = { KAFKA_BROKERS: "kafka.example:9093" };
+  const SCRAM = {
+    KAFKA_SASL_MECHANISM: "SCRAM-SHA-512",
+    KAFKA_SASL_USERNAME: "ingest",
+    KAFKA_SASL_PASSWORD: "s3cret",
+  };
+
+  beforeAll(() => {
+    pki = createTestPki(mkdtempSync(join(tmpdir(), "config-pki-")));
+  });
+  afterAll(() => rmSync(pki.dir, { recursive: true, force: true }));
+
+  it("reads SASL_SSL with a custom CA, in any case, into kafkajs's ssl and sasl options", () => {
+    const config = kafkaConfig({
+      ...BROKERS,
+      ...SCRAM,
+      KAFKA_SECURITY_PROTOCOL: "sasl_ssl",
+      KAFKA_SSL_CA_FILE: pki.caFile,
+    });
+    expect(config.securityProtocol).toBe("SASL_SSL");
+    expect(config.tls?.ca).toContain("-----BEGIN CERTIFICATE-----");
+    expect(config.sasl).toEqual({ mechanism: "scram-sha-512", username: "ingest", password: "s3cret" });
+    const options = securityOptions(config);
+    expect(options.ssl).toEqual({ ca: [config.tls?.ca] });
+    expect(options.sasl).toEqual({ mechanism: "scram-sha-512", username: "ingest", password: "s3cret" });
+  });
+
+  it("uses the system's roots for TLS without KAFKA_SSL_CA_FILE, and no TLS or SASL for PLAINTEXT", () => {
+    expect(securityOptions(kafkaConfig({ ...BROKERS, KAFKA_SECURITY_PROTOCOL: "SSL" }))).toEqual({ ssl: {} });
+    expect(securityOptions(kafkaConfig(BROKERS))).toEqual({});
+    const plain = kafkaConfig({
+      ...BROKERS,
+      ...SCRAM,
+      KAFKA_SECURITY_PROTOCOL: "SASL_PLAINTEXT",
+      KAFKA_SASL_MECHANISM: "plain",
+    });
+    expect(securityOptions(plain)).toEqual({
+      sasl: { mechanism: "plain", username: "ingest", password: "s3cret" },
+    });
+  });
+
+  it("reads a client certificate with a plain or an encrypted key (mTLS)", () => {
+    const plainKey = kafkaConfig({
+      ...BROKERS,
+      KAFKA_SECURITY_PROTOCOL: "SSL",
+      KAFKA_SSL_CA_FILE: pki.caFile,
+      KAFKA_SSL_CERT_FILE: pki.clientCertFile,
+      KAFKA_SSL_KEY_FILE: pki.clientKeyFile,
+    });
+    expect(plainKey.tls?.cert).toContain("-----BEGIN CERTIFICATE-----");
+    expect(plainKey.tls?.key).toContain("PRIVATE KEY-----");
+    expect(plainKey.tls?.passphrase).toBeUndefined();
+    const encrypted = kafkaConfig({
+      ...BROKERS,
+      KAFKA_SECURITY_PROTOCOL: "SSL",
+      KAFKA_SSL_CERT_FILE: pki.clientCertFile,
+      KAFKA_SSL_KEY_FILE: pki.clientEncryptedKeyFile,
+      KAFKA_SSL_KEY_PASSWORD: CLIENT_KEY_PASSWORD,
+    });
+    expect(encrypted.tls?.key).toContain("-----BEGIN ENCRYPTED PRIVATE KEY-----");
+    expect(securityOptions(encrypted).ssl).toEqual({
+      cert: encrypted.tls?.cert,
+      key: encrypted.tls?.key,
+      passphrase: CLIENT_KEY_PASSWORD,
+    });
+  });
+
+  it("names the protocol or mechanism it does not know and lists the accepted ones", () => {
+    expect(configError(() => kafkaConfig({ ...BROKERS, KAFKA_SECURITY_PROTOCOL: "TLS" }))).toBe(
+      'KAFKA_SECURITY_PROTOCOL="TLS" is not valid: expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL',
+    );
+    expect(
+      configError(() =>
+        kafkaConfig({
+          ...BROKERS,
+          ...SCRAM,
+          KAFKA_SECURITY_PROTOCOL: "SASL_SSL",
+          KAFKA_SASL_MECHANISM: "GSSAPI",
+        }),
+      ),
+    ).toBe('KAFKA_SASL_MECHANISM="GSSAPI" is not valid: expected one of plain, scram-sha-256, scram-sha-512');
+  });
+
+  it("names the SASL setting a SASL protocol is missing", () => {
+    for (const name of Object.keys(SCRAM)) {
+      const env = { ...BROKERS, ...SCRAM, KAFKA_SECURITY_PROTOCOL: "SASL_SSL", [name]: "" };
+      expect(
+        configError(() => kafkaConfig(env)),
+        name,
+      ).toContain(`KAFKA_SECURITY_PROTOCOL=SASL_SSL needs ${name}, which is not set`);
+    }
+  });
+
+  it("names a CA, certificate or key file that does not exist, or holds something else", () => {
+    const ssl = { ...BROKERS, KAFKA_SECURITY_PROTOCOL: "SSL" };
+    expect(configError(() => kafkaConfig({ ...ssl, KAFKA_SSL_CA_FILE: "/nonexistent/ca.pem" }))).toBe(
+      'KAFKA_SSL_CA_FILE="/nonexistent/ca.pem" does not exist: expected the path of a PEM file holding the CA certificate(s)',
+    );
+    expect(configError(() => kafkaConfig({ ...ssl, KAFKA_SSL_CA_FILE: pki.clientKeyFile }))).toBe(
+      `KAFKA_SSL_CA_FILE=${JSON.stringify(pki.clientKeyFile)} is not valid: expected a PEM file holding the CA certificate(s) (no matching "-----BEGIN" block found)`,
+    );
+    expect(configError(() => kafkaConfig({ ...ssl, KAFKA_SSL_CA_FILE: pki.dir }))).toBe(
+      `KAFKA_SSL_CA_FILE=${JSON.stringify(pki.dir)} cannot be read (EISDIR): expected the path of a PEM file holding the CA certificate(s)`,
+    );
+    expect(
+      configError(() =>
+        kafkaConfig({
+          ...ssl,
+          KAFKA_SSL_CERT_FILE: pki.clientCertFile,
+          KAFKA_SSL_KEY_FILE: pki.clientCertFile,
+        }),
+      ),
+    ).toBe(
+      `KAFKA_SSL_KEY_FILE=${JSON.stringify(pki.clientCertFile)} is not valid: expected a PEM file holding the client's private key (no matching "-----BEGIN" block found)`,
+    );
+  });
+
+  it("refuses half a client certificate, a key that is not the certificate's, and a wrong key password", () => {
+    const ssl = { ...BROKERS, KAFKA_SECURITY_PROTOCOL: "SSL" };
+    expect(configError(() => kafkaConfig({ ...ssl, KAFKA_SSL_CERT_FILE: pki.clientCertFile }))).toBe(
+      "KAFKA_SSL_CERT_FILE is set but KAFKA_SSL_KEY_FILE is not: a client certificate needs both (or neither)",
+    );
+    expect(configError(() => kafkaConfig({ ...ssl, KAFKA_SSL_KEY_FILE: pki.clientKeyFile }))).toBe(
+      "KAFKA_SSL_KEY_FILE is set but KAFKA_SSL_CERT_FILE is not: a client certificate needs both (or neither)",
+    );
+    expect(configError(() => kafkaConfig({ ...ssl, KAFKA_SSL_KEY_PASSWORD: "x" }))).toBe(
+      "KAFKA_SSL_KEY_PASSWORD is set but KAFKA_SSL_KEY_FILE is not: it decrypts that key",
+    );
+    const client = { ...ssl, KAFKA_SSL_CERT_FILE: pki.clientCertFile };
+    expect(configError(() => kafkaConfig({ ...client, KAFKA_SSL_KEY_FILE: pki.serverKeyFile }))).toBe(
+      `KAFKA_SSL_KEY_FILE=${JSON.stringify(pki.serverKeyFile)} is not the private key of KAFKA_SSL_CERT_FILE=${JSON.stringify(pki.clientCertFile)}`,
+    );
+    const encrypted = { ...client, KAFKA_SSL_KEY_FILE: pki.clientEncryptedKeyFile };
+    expect(configError(() => kafkaConfig(encrypted))).toContain(
+      `KAFKA_SSL_KEY_FILE=${JSON.stringify(pki.clientEncryptedKeyFile)} cannot be loaded (if it is encrypted, set KAFKA_SSL_KEY_PASSWORD)`,
+    );
+    expect(configError(() => kafkaConfig({ ...encrypted, KAFKA_SSL_KEY_PASSWORD: "wrong" }))).toContain(
+      "cannot be loaded with KAFKA_SSL_KEY_PASSWORD (wrong password?)",
+    );
+  });
+
+  it("refuses security settings the chosen protocol would silently ignore", () => {
+    expect(configError(() => kafkaConfig({ ...BROKERS, KAFKA_SSL_CA_FILE: pki.caFile }))).toBe(
+      "KAFKA_SSL_CA_FILE is set but KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use it: set KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL",
+    );
+    expect(
+      configError(() =>
+        kafkaConfig({
+          ...BROKERS,
+          ...SCRAM,
+          KAFKA_SECURITY_PROTOCOL: "SASL_PLAINTEXT",
+          KAFKA_SSL_CA_FILE: pki.caFile,
+        }),
+      ),
+    ).toBe(
+      "KAFKA_SSL_CA_FILE is set but KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT does not use it: set KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL",
+    );
+    expect(configError(() => kafkaConfig({ ...BROKERS, ...SCRAM, KAFKA_SECURITY_PROTOCOL: "SSL" }))).toBe(
+      "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL=SSL does not use them: set KAFKA_SECURITY_PROTOCOL to SASL_PLAINTEXT or SASL_SSL",
+    );
+  });
+
+  it("reads INFLUX_CA_FILE for an https INFLUX_URL and refuses it for http", () => {
+    const https = { ...INFLUX, INFLUX_URL: "https://influx.example:8086", INFLUX_CA_FILE: pki.caFile };
+    expect(influxConfig(https).ca).toContain("-----BEGIN CERTIFICATE-----");
+    expect(configError(() => influxConfig({ ...https, INFLUX_URL: "http://influx.example:8086" }))).toBe(
+      'INFLUX_CA_FILE is set but INFLUX_URL="http://influx.example:8086" is not https: use an https:// URL or unset INFLUX_CA_FILE',
+    );
+    expect(configError(() => influxConfig({ ...https, INFLUX_CA_FILE: "/nonexistent/ca.pem" }))).toBe(
+      'INFLUX_CA_FILE="/nonexistent/ca.pem" does not exist: expected the path of a PEM file holding the CA certificate(s)',
+    );
   });
 });
