@@ -5,7 +5,7 @@
 # test/integration/dockerfile.test.ts replays these instructions and runs each command.
 ARG NODE_VERSION=20
 
-# Compiles the TypeScript to plain ESM JavaScript in dist/.
+# Compiles the TypeScript to plain ESM JavaScript in dist/ (emit only: `npm run typecheck` checks types).
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./

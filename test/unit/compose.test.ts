@@ -334,6 +334,17 @@ describe("docker-compose.yml and .env.example against the code", () => {
     expect([...used].filter((n) => !documented.has(n))).toEqual([]);
   });
 
+  it("falls back, for a setting .env leaves empty, to the value .env.example shows", async () => {
+    const text = await readFile(new URL("docker-compose.yml", ROOT), "utf8");
+    const example = await readFile(new URL(".env.example", ROOT), "utf8");
+    const shown = new Map(
+      [...example.matchAll(/^([A-Z][A-Z0-9_]*)=(\S*)/gm)].map((m) => [m[1] as string, m[2] as string]),
+    );
+    const defaults = [...text.matchAll(/\$\{(\w+):-([^}]+)\}/g)];
+    expect(defaults.length).toBeGreaterThan(5);
+    for (const [, name, fallback] of defaults) expect(shown.get(name as string), name).toBe(fallback);
+  });
+
   it("gives Grafana the InfluxDB settings its datasource is provisioned from", async () => {
     const env = resolvedEnvironment(await compose(), "grafana");
     for (const name of ["INFLUX_URL", "INFLUX_TOKEN", "INFLUX_ORG", "INFLUX_BUCKET"]) {
