@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
+import type { RouteOptions } from "fastify";
 import { pino } from "pino";
 import { inject } from "vitest";
 import { apiSettings } from "../../api/config.js";
@@ -266,9 +267,12 @@ export function spawnWorker(env: Env): ChildProcess {
 }
 
 /** The real API on an ephemeral port. */
-export async function startApi(env: Env): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startApi(
+  env: Env,
+  onRoute?: (route: RouteOptions) => void,
+): Promise<{ url: string; stop(): Promise<void> }> {
   const settings = apiSettings({ ...env, API_PORT: "0" });
-  const app = await buildServer({ settings, kafka: createKafka(settings.kafka) });
+  const app = await buildServer({ settings, kafka: createKafka(settings.kafka), onRoute });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}`, stop: () => app.close() };
