@@ -12,6 +12,7 @@ import {
   consumeAll,
   drained,
   type Env,
+  eventually,
   exitOf,
   FAULT_POINT,
   isolatedEnv,
@@ -171,8 +172,16 @@ describe("crash recovery: SIGKILL the worker between its InfluxDB write and its 
         throw err;
       });
       const partition = Number(held[1]);
-      const offsets = await committedOffsets(crashy);
-      const committedAtKill = [...offsets.values()].reduce((n, o) => n + Math.max(0, o), 0);
+      // A transactional offset commit becomes visible to readers a moment after it returns: look
+      // until the progress shows (or report what was there at the deadline).
+      const total = (o: Map<number, number>) => [...o.values()].reduce((n, v) => n + Math.max(0, v), 0);
+      const offsets = await eventually(
+        `committed offsets past ${committedBefore}`,
+        () => committedOffsets(crashy),
+        (o) => total(o) > committedBefore,
+        15_000,
+      ).catch(() => committedOffsets(crashy));
+      const committedAtKill = total(offsets);
       child.kill("SIGKILL");
       const { signal } = await exitOf(child);
       kills.push({

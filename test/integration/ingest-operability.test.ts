@@ -105,9 +105,14 @@ describe("the worker process: metrics, pipeline stats, graceful shutdown", () =>
 
     child.kill("SIGTERM");
     expect(await exitOf(child)).toEqual({ code: 0, signal: null });
-    const atExit = await committedOffsets(env);
-    // The held batch was committed before the exit ...
-    expect(atExit.get(partition)).toBeGreaterThanOrEqual(nextOffset);
+    // The held batch was committed before the exit (a transactional offset commit becomes visible
+    // to readers a moment after it returns) ...
+    const atExit = await eventually(
+      `partition ${partition} committed through ${nextOffset}`,
+      () => committedOffsets(env),
+      (o) => (o.get(partition) ?? -1) >= nextOffset,
+      15_000,
+    );
     // ... and every reading in what is committed is stored, the held batch's among them.
     const stored = new Set(
       (
