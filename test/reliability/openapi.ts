@@ -107,6 +107,7 @@ export interface BodySchema {
   minLength?: number;
   maxLength?: number;
   pattern?: string;
+  format?: string;
   minimum?: number;
   maximum?: number;
   exclusiveMinimum?: number | boolean;
@@ -127,7 +128,7 @@ export function requestBody(op: DocumentedOperation): { mediaType: string; schem
 }
 
 /** Resolves a local `$ref` (`#/components/schemas/X`) in the document. */
-function resolve(doc: OpenApiDocument, schema: BodySchema): BodySchema {
+export function resolve(doc: OpenApiDocument, schema: BodySchema): BodySchema {
   if (schema.$ref === undefined) return schema;
   let node: unknown = doc;
   for (const segment of schema.$ref.replace(/^#\//, "").split("/")) {
@@ -190,7 +191,14 @@ export function fittingBody(doc: OpenApiDocument, raw: BodySchema, depth = 0): f
         s.length >= (schema.minLength ?? 0) && s.length <= (schema.maxLength ?? 10_000);
       const generated = schema.pattern
         ? fc.stringMatching(new RegExp(schema.pattern)).filter(fits)
-        : fc.string({ minLength: schema.minLength ?? 0, maxLength: Math.min(schema.maxLength ?? 40, 40) });
+        : schema.format === "uri"
+          ? fc.webUrl().filter(fits)
+          : schema.format === "date-time"
+            ? fc.date({ noInvalidDate: true }).map((d) => d.toISOString())
+            : fc.string({
+                minLength: schema.minLength ?? 0,
+                maxLength: Math.min(schema.maxLength ?? 40, 40),
+              });
       const known = examples.filter((e): e is string => typeof e === "string" && fits(e));
       return known.length > 0 ? fc.oneof(fc.constantFrom(...known), generated) : generated;
     }
