@@ -159,7 +159,22 @@ describe("outages", () => {
               sentBeforeRestart = i;
               await down;
             }
-            await producer.send({ topic: topic(env, "raw"), acks: -1, messages: rest.slice(i, i + 250) });
+            for (let attempt = 1; ; attempt++) {
+              try {
+                await producer.send({ topic: topic(env, "raw"), acks: -1, messages: rest.slice(i, i + 250) });
+                break;
+              } catch (err) {
+                // A refused connection wrote nothing: once the broker answers again, send the chunk again.
+                if (!(err as Error).message.includes("ECONNREFUSED") || attempt >= 10) throw err;
+                await eventually(
+                  "the broker back",
+                  () => groupProgress(env),
+                  () => true,
+                  120_000,
+                );
+                await producer.connect();
+              }
+            }
           }
         } finally {
           await producer.disconnect();
