@@ -85,6 +85,24 @@ function bySize(messages: Message[], limit: number): Message[][] {
   return chunks;
 }
 
+/**
+ * Test-only fault point between the InfluxDB write and the Kafka commit, for the crash, outage and
+ * shutdown tests: with INGEST_FAULT_AFTER_WRITE=<n>, the n-th successful write of this process prints
+ * `FAULT_POINT after-write partition=<p> next-offset=<o>` and holds that batch uncommitted until the
+ * process gets SIGUSR2 or is stopped (then it commits as usual), or is killed. Unset or 0: never.
+ */
+const FAULT_AFTER_WRITE = Number(process.env.INGEST_FAULT_AFTER_WRITE ?? 0);
+let faultWrites = 0;
+async function afterWriteFaultPoint(partition: number, nextOffset: string, running: () => boolean) {
+  if (FAULT_AFTER_WRITE <= 0 || ++faultWrites !== FAULT_AFTER_WRITE) return;
+  let released = false;
+  process.once("SIGUSR2", () => {
+    released = true;
+  });
+  process.stdout.write(`FAULT_POINT after-write partition=${partition} next-offset=${nextOffset}\n`);
+  while (running() && !released) await new Promise((r) => setTimeout(r, 20));
+}
+
 export class IngestWorker {
   private readonly kafka: Kafka;
   private readonly writer: InfluxWriter;
@@ -245,6 +263,7 @@ export class IngestWorker {
           detail: `${line.status}: ${line.message}`.slice(0, 500),
         });
       }
+      await afterWriteFaultPoint(partition, nextOffset, () => this.running);
       const writeMs = performance.now() - started;
       if (isStale()) {
         // The partition was taken away while we wrote: the new owner replays it; the points we wrote

@@ -292,9 +292,32 @@ describe("alert rules change live in a running worker", () => {
       headers: { "if-match": patched.etag ?? "" },
     });
     expect(removed.status).toBe(204);
-    // Wait until the worker has certainly seen the delete, then breach what was the threshold.
-    await new Promise((r) => setTimeout(r, 3000));
-    await send(100, 100, 100);
-    expect(await alertHistory(env, names)).toHaveLength(2);
+    // A probe rule written after the delete on the same one-partition rules topic: once the worker
+    // fires it, it has applied the delete too. The probe's breach is also one of what was the threshold.
+    const probe = await sendJson<{ id: string }>("POST", `${api.url}/v1/rules`, {
+      name: "probe",
+      sensors: { type: "ids", ids: ["live_1"] },
+      field: "temperature",
+      condition: { type: "threshold", op: "above", value: 90 },
+      severity: "info",
+    });
+    expect(probe.status).toBe(201);
+    names.set(probe.body.id, "probe");
+    const history = await eventually(
+      "the running worker fires the probe rule",
+      async () => {
+        await send(100);
+        return alertHistory(env, names);
+      },
+      (h) => h.some((a) => a.startsWith("probe|live_1|firing|")),
+      15_000,
+    );
+    await send(100, 100);
+    const after = await alertHistory(env, names);
+    expect(after).toEqual(history);
+    expect(after.filter((a) => a.startsWith("live|")).map((a) => a.split("|")[2])).toEqual([
+      "firing",
+      "resolved",
+    ]);
   });
 });

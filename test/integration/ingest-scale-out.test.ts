@@ -14,6 +14,7 @@ import {
   countPoints,
   drained,
   type Env,
+  eventually,
   groupProgress,
   isolatedEnv,
   type Outgoing,
@@ -47,10 +48,17 @@ describe("scale-out: two workers share the partitions across rebalances", () => 
     let second: Awaited<ReturnType<typeof startWorker>> | undefined;
     try {
       for (let i = 5000; i < COUNT; i += 2500) {
+        const before = await groupProgress(env);
         await produce(env, messages.slice(i, i + 2500));
         if (i === 10_000) second = await startWorker(env); // rebalance: 3 partitions over 2 workers
         if (i === 20_000) await first.stop(); // rebalance: all partitions to the second worker
-        await new Promise((r) => setTimeout(r, 300));
+        // The stream flows through the rebalances: wait for the group to commit more before the next chunk.
+        await eventually(
+          "the group commits more of the stream",
+          () => groupProgress(env),
+          (p) => p.committed > before.committed,
+          60_000,
+        );
       }
       await drained(env, COUNT);
     } finally {

@@ -1,25 +1,29 @@
 /**
- * Property-based fuzzing of every GET operation, driven by the API's own OpenAPI document, against
- * the real API over a bucket the real worker filled. Parameters are generated from their declared
- * schemas — values that fit and values that do not — and every answer must keep the document's
- * promises: never a 5xx, a 2xx body valid against the declared response schema, a 4xx as problem
- * details.
+ * Property-based fuzzing of every operation, driven by the API's own OpenAPI document, against the
+ * real API over a bucket the real worker filled. Parameters of every GET, and the request bodies of
+ * every POST/PUT/PATCH, are generated from their declared schemas — values that fit and values that
+ * do not — and every answer must keep the document's promises: never a 5xx, a 2xx body valid
+ * against the declared response schema, a 4xx as problem details.
  */
 import { Ajv, type ValidateFunction } from "ajv";
 import addFormatsModule from "ajv-formats";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type SeedReading, seedReadings } from "../support/api-helpers.js";
-import { type Env, isolatedEnv, READ_TOKEN, sendJson, startApi } from "../support/harness.js";
+import { ADMIN_TOKEN, type Env, isolatedEnv, READ_TOKEN, sendJson, startApi } from "../support/harness.js";
 import {
   type DocumentedOperation,
   fetchOpenApi,
   fillPath,
+  fittingBody,
+  misfittingBody,
   type OpenApiDocument,
   operations,
   type Parameter,
   type ParameterSchema,
   pointer,
+  requestBody,
+  resolve,
 } from "./openapi.js";
 
 const RUNS_PER_OPERATION = 30;
@@ -202,10 +206,11 @@ describe("API fuzzing from its OpenAPI document", () => {
     return validate;
   }
 
-  async function check(op: DocumentedOperation, url: string): Promise<number> {
-    const res = await fetch(url, { headers: { authorization: `Bearer ${READ_TOKEN}` } });
+  async function check(op: DocumentedOperation, url: string, init?: RequestInit): Promise<number> {
+    const res = await fetch(url, init ?? { headers: { authorization: `Bearer ${READ_TOKEN}` } });
     const text = await res.text();
-    const where = `${op.method} ${url.slice(api.url.length)} → ${res.status} ${text.slice(0, 300)}`;
+    const sent = typeof init?.body === "string" ? ` ${init.body.slice(0, 300)}` : "";
+    const where = `${op.method} ${url.slice(api.url.length)}${sent} → ${res.status} ${text.slice(0, 300)}`;
     expect(res.status, where).toBeLessThan(500);
     const mediaType = (res.headers.get("content-type") ?? "").split(";")[0]?.trim() ?? "";
     if (res.status >= 200 && res.status < 300) {
@@ -318,6 +323,74 @@ describe("API fuzzing from its OpenAPI document", () => {
           `${op.path} rejected a generated request`,
         ).toBe(true);
       }
+    }
+  }, 600_000);
+
+  it("keeps the document's promises for generated request bodies of every POST, PUT and PATCH", async () => {
+    const changes = operations(doc).filter((op) => ["POST", "PUT", "PATCH"].includes(op.method));
+    expect(changes.map((op) => `${op.method} ${op.path}`).sort()).toEqual(
+      expect.arrayContaining(["PATCH /v1/rules/{id}", "POST /v1/rules", "PUT /v1/rules/{id}"]),
+    );
+    /** A request with `body` as JSON text, on the fuzz rule, with its current ETag. */
+    const send = async (op: DocumentedOperation, mediaType: string, body: string) => {
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${ADMIN_TOKEN}`,
+        "content-type": mediaType,
+      };
+      if (op.path.includes("{id}")) {
+        const current = await fetch(`${api.url}/v1/rules/${ruleId}`, {
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        });
+        expect(current.status, "the fuzz rule still exists").toBe(200);
+        headers["if-match"] = current.headers.get("etag") ?? "";
+      }
+      return check(op, `${api.url}${fillPath(op.path, { id: ruleId })}`, {
+        method: op.method,
+        headers,
+        body,
+      });
+    };
+    for (const op of changes) {
+      const declared = requestBody(op);
+      expect(declared, `${op.method} ${op.path} declares a request body`).toBeDefined();
+      const { mediaType, schema } = declared as NonNullable<typeof declared>;
+      // A merge patch leaves its fields untyped (the merged result is what gets validated): patches
+      // that fit are subsets of the fields a PUT on the same path takes.
+      const put = changes.find((o) => o.method === "PUT" && o.path === op.path);
+      const putBody = put && requestBody(put);
+      const fitSchema =
+        op.method === "PATCH" && putBody ? { ...resolve(doc, putBody.schema), required: [] } : schema;
+      const fitted: number[] = [];
+      const misfitted: number[] = [];
+      await fc.assert(
+        fc.asyncProperty(fittingBody(doc, fitSchema), async (body) => {
+          fitted.push(await send(op, mediaType, JSON.stringify(body)));
+        }),
+        { numRuns: RUNS_PER_OPERATION, seed: SEED },
+      );
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(
+            misfittingBody(doc, schema).map((body) => JSON.stringify(body)),
+            // Not JSON at all, or cut short.
+            fc.constantFrom("", "{", "not json", '{"name": "x",}', "\u0000"),
+          ),
+          async (text) => {
+            misfitted.push(await send(op, mediaType, text));
+          },
+        ),
+        { numRuns: RUNS_PER_OPERATION, seed: SEED },
+      );
+      const where = `${op.method} ${op.path}: fitting ${JSON.stringify(fitted)}, misfitting ${JSON.stringify(misfitted)}`;
+      // Some generated bodies that fit the schema were taken, and bodies that do not were refused.
+      expect(
+        fitted.some((s) => s >= 200 && s < 300),
+        where,
+      ).toBe(true);
+      expect(
+        misfitted.some((s) => s === 400),
+        where,
+      ).toBe(true);
     }
   }, 600_000);
 

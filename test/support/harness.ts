@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
+import type { RouteOptions } from "fastify";
 import { pino } from "pino";
 import { inject } from "vitest";
 import { apiSettings } from "../../api/config.js";
@@ -110,13 +111,30 @@ export interface Consumed {
   offset: string;
 }
 
-/** Reads a topic from the beginning until `count` messages arrived (or the timeout). Read-committed. */
+/** Keys of the end markers `consumeAll` places; never a sensor id (those start with a letter or digit). */
+const END_MARKER = "__end-of-read__";
+
+/**
+ * Reads a topic from the beginning, read-committed, until `count` messages arrived, then on until
+ * everything committed so far has been read: a marker produced to every partition at that moment is
+ * read back behind all of it, so no quiet period is guessed. Markers are left out of the answer.
+ * Not for the topics the product reads (raw readings, alert rules), where a marker would be input.
+ */
 export async function consumeAll(
   env: Env,
   name: TopicName,
   count: number,
   timeoutMs = 30_000,
 ): Promise<Consumed[]> {
+  if (name === "raw" || name === "alertRules") {
+    throw new Error(`consumeAll places end markers, so it reads output topics only, not ${name}`);
+  }
+  const partitions = (
+    await withAdmin(kafkaFor(env), (admin) => admin.fetchTopicOffsets(topic(env, name)))
+  ).map((p) => p.partition);
+  const marker = `${END_MARKER}${randomBytes(6).toString("hex")}`;
+  const markedPartitions = new Set<number>();
+  let markerPlaced = false;
   const consumer = kafkaFor(env).consumer({ groupId: `reader-${randomBytes(6).toString("hex")}` });
   const out: Consumed[] = [];
   await consumer.connect();
@@ -124,40 +142,103 @@ export async function consumeAll(
     await consumer.subscribe({ topic: topic(env, name), fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`only ${out.length} of ${count} messages on ${name} after ${timeoutMs} ms`)),
+        () =>
+          reject(
+            new Error(
+              `${name}: ${out.length} of at least ${count} messages and the end of ${markedPartitions.size} of ${partitions.length} partitions read after ${timeoutMs} ms`,
+            ),
+          ),
         timeoutMs,
       );
-      if (count === 0) {
-        clearTimeout(timer);
-        resolve();
-      }
+      const check = () => {
+        if (!markerPlaced && out.length >= count) {
+          markerPlaced = true;
+          produce(
+            env,
+            partitions.map((partition) => ({ key: marker, value: null, partition })),
+            name,
+          ).catch(reject);
+        }
+        if (markedPartitions.size === partitions.length) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      check();
       consumer
         .run({
           eachMessage: async ({ message, partition }) => {
-            const headers: Record<string, string> = {};
-            for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-            out.push({
-              key: message.key?.toString() ?? null,
-              value: message.value,
-              headers,
-              partition,
-              offset: message.offset,
-            });
-            if (out.length >= count) {
-              clearTimeout(timer);
-              resolve();
+            const key = message.key?.toString() ?? null;
+            if (key?.startsWith(END_MARKER)) {
+              if (key === marker) markedPartitions.add(partition);
+            } else {
+              const headers: Record<string, string> = {};
+              for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+              out.push({ key, value: message.value, headers, partition, offset: message.offset });
             }
+            check();
           },
         })
         .catch(reject);
     });
-    // Anything beyond `count` that is already there shows up here too.
-    await new Promise((r) => setTimeout(r, 500));
   } finally {
     await consumer.disconnect();
   }
   return out;
 }
+
+/** Resolves with how the child process ended (at once if it already has). */
+export function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  }
+  return new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+}
+
+/**
+ * The first line the child prints on stdout that matches `pattern`. Fails at the deadline, or as soon
+ * as the child exits without printing it.
+ */
+export function waitForLine(
+  child: ChildProcess,
+  pattern: RegExp,
+  timeoutMs: number,
+): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let pending = "";
+    const done = () => {
+      clearTimeout(timer);
+      child.stdout?.off("data", onData);
+      child.off("exit", onExit);
+    };
+    const onData = (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) {
+        const match = pattern.exec(line);
+        if (match) {
+          done();
+          resolve(match);
+          return;
+        }
+      }
+    };
+    const onExit = (code: number | null, signal: string | null) => {
+      done();
+      reject(new Error(`the process exited (code ${code}, signal ${signal}) before printing ${pattern}`));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.stdout?.on("data", onData);
+    child.once("exit", onExit);
+  });
+}
+
+/** The fault point the worker prints with INGEST_FAULT_AFTER_WRITE (see ingest/worker.ts). */
+export const FAULT_POINT = /^FAULT_POINT after-write partition=(\d+) next-offset=(\d+)$/;
 
 export const quietLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? "error" });
 routeInfluxClientLogs(quietLogger);
@@ -186,9 +267,12 @@ export function spawnWorker(env: Env): ChildProcess {
 }
 
 /** The real API on an ephemeral port. */
-export async function startApi(env: Env): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startApi(
+  env: Env,
+  onRoute?: (route: RouteOptions) => void,
+): Promise<{ url: string; stop(): Promise<void> }> {
   const settings = apiSettings({ ...env, API_PORT: "0" });
-  const app = await buildServer({ settings, kafka: createKafka(settings.kafka) });
+  const app = await buildServer({ settings, kafka: createKafka(settings.kafka), onRoute });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}`, stop: () => app.close() };
@@ -237,6 +321,14 @@ export async function eventually<T>(
   throw new Error(
     `${what}: not reached within ${timeoutMs} ms (last value ${JSON.stringify(last)}${lastError ? `, last error ${lastError}` : ""})`,
   );
+}
+
+/** The worker group's committed offset on each partition of the raw topic (-1: none yet). */
+export async function committedOffsets(env: Env): Promise<Map<number, number>> {
+  const groups = await withAdmin(kafkaFor(env), (admin) =>
+    admin.fetchOffsets({ groupId: env.INGEST_GROUP_ID as string, topics: [topic(env, "raw")] }),
+  );
+  return new Map((groups[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
 }
 
 /** Total committed offset of the worker's group on the raw topic, and the topic's end offset. */
@@ -313,4 +405,25 @@ export async function alertHistory(env: Env, ruleNames: Map<string, string> = ne
     (r) =>
       `${ruleNames.get(r.rule_id) ?? r.rule_id}|${r.sensor_id}|${r.state}|${new Date(r._time).toISOString()}`,
   );
+}
+
+/**
+ * Every point of a measurement as `tags|time|field=value`, sorted: what a run stored, identity and
+ * values, for comparing two runs point for point.
+ */
+export async function storedPoints(env: Env, measurement: string): Promise<string[]> {
+  const rows = await fluxRows<Record<string, unknown>>(
+    env,
+    `from(bucket: "${env.INFLUX_BUCKET}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "${measurement}")`,
+  );
+  return rows
+    .map((r) => {
+      const tags = Object.keys(r)
+        .filter((k) => !k.startsWith("_") && k !== "result" && k !== "table")
+        .sort()
+        .map((k) => `${k}=${String(r[k])}`)
+        .join(",");
+      return `${tags}|${String(r._time)}|${String(r._field)}=${String(r._value)}`;
+    })
+    .sort();
 }

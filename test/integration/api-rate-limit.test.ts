@@ -25,8 +25,23 @@ describe("rate limiting", () => {
     expect(limited.json().detail).toContain("3 requests per minute");
     // Another token has its own budget.
     expect((await call(ADMIN_TOKEN)).statusCode).toBe(400);
-    // Liveness is never limited.
-    expect((await app.inject({ url: "/health" })).statusCode).toBe(200);
+    await app.close();
+  });
+
+  it("never limits liveness: more /health requests than the limit allows, with and without a token, all 200", async () => {
+    const app = await buildTestApp({ API_RATE_LIMIT_PER_MINUTE: "3" });
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      statuses.push((await app.inject({ url: "/health" })).statusCode);
+      statuses.push(
+        (await app.inject({ url: "/health", headers: { authorization: `Bearer ${READ_TOKEN}` } })).statusCode,
+      );
+    }
+    expect(statuses).toEqual(Array(20).fill(200));
+    // The same budget on a limited route is spent after 3: the 10 requests above were not exempt by luck.
+    const limited: number[] = [];
+    for (let i = 0; i < 4; i++) limited.push((await app.inject({ url: URL })).statusCode);
+    expect(limited).toEqual([401, 401, 401, 429]);
     await app.close();
   });
 
