@@ -5,7 +5,9 @@
  * previous kill. What it leaves must equal an uninterrupted run over the same messages: every stored
  * point with its values, and every read-committed Kafka output as a multiset of (key, value).
  */
+
 import { beforeAll, describe, expect, it } from "vitest";
+import { influxConfig } from "../../common/config.js";
 import { simulate } from "../../ingest/simulation.js";
 import {
   committedOffsets,
@@ -132,11 +134,13 @@ describe("crash recovery: SIGKILL the worker between its InfluxDB write and its 
         startTime: Date.UTC(2026, 0, 3),
         intervalMs: 1000,
         anomalyProbability: 0.02,
+        // 30 s behind: past the 10 s allowed lateness when a minute has just ended, so those
+        // readings revise their closed window (re-emitted, rollup rewritten).
         outOfOrderFraction: 0.05,
-        outOfOrderMs: 5000,
-        // Beyond the 10 s allowed lateness: routed to the late topic (and stored).
+        outOfOrderMs: 30_000,
+        // Past the 5-minute revision time: routed to the late topic (and stored).
         lateFraction: 0.005,
-        lateMs: 120_000,
+        lateMs: 15 * 60_000,
         malformedFraction: 0.003,
         seed: 7,
       }),
@@ -254,7 +258,23 @@ describe("crash recovery: SIGKILL the worker between its InfluxDB write and its 
     expect(got).toEqual(want);
   });
 
-  it("publishes exactly the windows, alerts, late readings and dead letters of an uninterrupted run", async () => {
+  it("writes exactly the 1-minute and 1-hour rollups of an uninterrupted run, values included", async () => {
+    for (const tier of ["1m", "1h"] as const) {
+      const bucket = (e: Env) => influxConfig(e).rollupBuckets[tier];
+      const [got, want] = await Promise.all([
+        storedPoints(crashy, "rollup", bucket(crashy)),
+        storedPoints(reference, "rollup", bucket(reference)),
+      ]);
+      expect(want.length, tier).toBeGreaterThan(tier === "1m" ? 100 : 10);
+      expect(got, tier).toEqual(want);
+    }
+  });
+
+  it("publishes exactly the windows (revisions included), alerts, late readings and dead letters of an uninterrupted run", async () => {
+    const revisions = (await consumeAll(reference, "aggregated", 0, 120_000 * SCALE)).filter(
+      (m) => JSON.parse(m.value?.toString() ?? "{}").revision !== undefined,
+    ).length;
+    expect(revisions).toBeGreaterThan(10);
     const malformed = messages.filter((m) => m.kind === "malformed").length;
     const late = messages.filter((m) => m.kind === "late").length;
     for (const name of ["aggregated", "alerts", "late", "deadLetter"] as const) {

@@ -411,10 +411,14 @@ export async function alertHistory(env: Env, ruleNames: Map<string, string> = ne
  * Every point of a measurement as `tags|time|field=value`, sorted: what a run stored, identity and
  * values, for comparing two runs point for point.
  */
-export async function storedPoints(env: Env, measurement: string): Promise<string[]> {
+export async function storedPoints(
+  env: Env,
+  measurement: string,
+  bucket = env.INFLUX_BUCKET,
+): Promise<string[]> {
   const rows = await fluxRows<Record<string, unknown>>(
     env,
-    `from(bucket: "${env.INFLUX_BUCKET}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "${measurement}")`,
+    `from(bucket: "${bucket}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "${measurement}")`,
   );
   return rows
     .map((r) => {
