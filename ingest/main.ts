@@ -20,8 +20,14 @@ async function main(): Promise<void> {
     throw err;
   }
   const metrics = new IngestMetrics();
+  const worker = new IngestWorker({ ...settings, logger, metrics });
   const server = settings.metricsEnabled
-    ? await startMetricsServer(metrics.registry, settings.metricsPort, settings.metricsHost)
+    ? await startMetricsServer(
+        metrics.registry,
+        settings.metricsPort,
+        settings.metricsHost,
+        () => worker.ready,
+      )
     : undefined;
   const stopReporter = startPipelineReporter(
     metrics,
@@ -31,7 +37,6 @@ async function main(): Promise<void> {
     settings.pipelineIntervalMs,
     logger,
   );
-  const worker = new IngestWorker({ ...settings, logger, metrics });
 
   let stopping = false;
   const shutdown = async (signal: string) => {
