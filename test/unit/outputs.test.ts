@@ -19,8 +19,7 @@ function raw(value: Buffer | null, offset = "42", key: string | null = "sensor_1
     timestamp: "0",
     attributes: 0,
     headers: {},
-    size: 0,
-  } as KafkaMessage;
+  };
 }
 
 const source = { topic: "sensor-readings-raw", partition: 2 };
