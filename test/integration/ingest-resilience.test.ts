@@ -115,16 +115,17 @@ describe("resilience", () => {
           maxInFlightRequests: 1,
         });
         await zombie.connect();
+        // kafkajs initialises the transactional id (and so fences) at the first transaction.
+        const transaction = await zombie.transaction();
+        await transaction.abort();
         await zombie.disconnect();
       }
       await stream(env, messages.slice(3000));
-      await eventually(
-        "a consumer restart after the fence",
-        () => counter(worker.metrics, "ingest_consumer_restarts_total"),
-        (n) => n >= 1,
-        60_000,
-      );
       await drained(env, messages.length, 180_000);
+      // kafkajs gave up on the fenced producer's error; the worker replaced the consumer.
+      expect(
+        await counter(worker.metrics, "ingest_consumer_restarts_total", { by: "worker" }),
+      ).toBeGreaterThanOrEqual(1);
       expect(worker.worker.ready).toBe(true);
       expect(await countPoints(env, "readings", "temperature")).toBe(messages.length);
       const expected = expectedWindows(messages);
