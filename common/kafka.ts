@@ -2,7 +2,13 @@
  * The one module that knows the Kafka client library. Everything else imports from here, so the
  * client (kafkajs today) can be swapped for a KafkaJS-compatible one without touching the pipeline.
  */
-import { type Admin, ConfigResourceTypes, Kafka, type KafkaConfig as KafkaJsConfig, logLevel } from "kafkajs";
+import {
+  type Admin,
+  type ConfigResourceTypes,
+  Kafka,
+  type KafkaConfig as KafkaJsConfig,
+  logLevel,
+} from "kafkajs";
 import type { Logger } from "pino";
 import type { KafkaConfig } from "./config.js";
 import { changelogTopic, TOPICS, type TopicName, topicName } from "./topics.js";
@@ -132,12 +138,15 @@ export async function ensureChangelogTopic(
   return topic;
 }
 
+/** ConfigResourceTypes.TOPIC: kafkajs's CommonJS build does not offer that enum to ES modules. */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+
 /** The smallest `max.message.bytes` of `topics`: the largest message all of them take. */
 export async function maxMessageBytes(admin: Admin, topics: string[]): Promise<number> {
   const described = await admin.describeConfigs({
     includeSynonyms: false,
     resources: topics.map((name) => ({
-      type: ConfigResourceTypes.TOPIC,
+      type: TOPIC_RESOURCE,
       name,
       configNames: ["max.message.bytes"],
     })),
