@@ -1,6 +1,11 @@
 /** Query parameters shared by several routes, and their checks beyond what JSON Schema can say. */
 import { Type } from "@sinclair/typebox";
-import { SENSOR_ID_PATTERN } from "../common/reading.js";
+import {
+  MAX_SENSOR_ID_BYTES,
+  SENSOR_ID_PATTERN,
+  SENSOR_ID_RULE,
+  SENSOR_ID_SOURCE,
+} from "../common/reading.js";
 import { durationToMs } from "../common/rules.js";
 import { badRequest, tooLarge } from "./problem.js";
 
@@ -19,7 +24,16 @@ export const TimeParam = Type.String({
   examples: ["-1h", "2024-10-27T03:33:20Z", "1730000000000"],
 });
 
-export const SensorIdParam = Type.String({ pattern: SENSOR_ID_PATTERN.source, description: "A sensor id" });
+/**
+ * The reading contract's sensor id. JSON Schema counts characters, not bytes: an id of up to 256
+ * characters but more than 256 bytes passes here and matches no stored sensor.
+ */
+export const SensorIdParam = Type.String({
+  pattern: SENSOR_ID_SOURCE,
+  minLength: 1,
+  maxLength: MAX_SENSOR_ID_BYTES,
+  description: `A sensor id: ${SENSOR_ID_RULE} (URL-encoded in a path)`,
+});
 export const FieldParam = Type.String({
   pattern: "^[A-Za-z][A-Za-z0-9_]{0,63}$",
   default: "temperature",

@@ -18,6 +18,7 @@ import Fastify, {
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { createInflux } from "../common/influx.js";
 import type { Kafka } from "../common/kafka.js";
+import { MAX_SENSOR_ID_BYTES } from "../common/reading.js";
 import { requireScope, type Scope } from "./auth.js";
 import type { ApiSettings } from "./config.js";
 import { FluxRunner } from "./influx-query.js";
@@ -55,6 +56,8 @@ function rateLimitKey(authorization: string | undefined, ip: string): string {
   return token ? `token:${createHash("sha256").update(token).digest("base64url")}` : `ip:${ip}`;
 }
 
+const MAX_PARAM_LENGTH = 3 * MAX_SENSOR_ID_BYTES;
+
 export async function buildServer({
   settings,
   kafka,
@@ -65,8 +68,9 @@ export async function buildServer({
     logger,
     genReqId: (req) =>
       (req.headers["x-request-id"] as string | undefined)?.slice(0, 64) || crypto.randomUUID(),
-    // Sensor ids may be 128 characters; the router's default cap (100) would reject valid ones.
-    routerOptions: { maxParamLength: 256 },
+    // A sensor id may be 256 bytes, each percent-encoded as 3 characters in a path; the router's
+    // default cap (100) would reject valid ones.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Errors the router raises before any route runs (bad URL encoding, over-long path parameter).
     frameworkErrors: (error, request, reply) => {
       const status = error.statusCode && error.statusCode < 500 ? error.statusCode : 400;
@@ -77,7 +81,7 @@ export async function buildServer({
           type: "/problems/invalid-request",
           title: "Invalid request",
           status,
-          detail: `${error.message}: percent-encode the URL and keep each path segment under 256 characters`,
+          detail: `${error.message}: percent-encode the URL and keep each path segment under ${MAX_PARAM_LENGTH} characters`,
           instance: request.url,
         });
     },

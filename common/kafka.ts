@@ -2,7 +2,14 @@
  * The one module that knows the Kafka client library. Everything else imports from here, so the
  * client (kafkajs today) can be swapped for a KafkaJS-compatible one without touching the pipeline.
  */
-import { type Admin, Kafka, type KafkaConfig as KafkaJsConfig, logLevel, type SASLOptions } from "kafkajs";
+import {
+  type Admin,
+  type ConfigResourceTypes,
+  Kafka,
+  type KafkaConfig as KafkaJsConfig,
+  logLevel,
+  type SASLOptions,
+} from "kafkajs";
 import type { Logger } from "pino";
 import { ConfigError, type KafkaConfig } from "./config.js";
 import { InfluxAccessError } from "./influx.js";
@@ -76,11 +83,18 @@ const COMPACTED = [
   { name: "segment.ms", value: "600000" },
 ];
 
+/**
+ * Dead letters and late readings carry a raw message (up to the raw topic's 1 MiB) plus headers
+ * naming its source: their topics take more than the raw one.
+ */
+export const FORWARD_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+const FORWARDING = [{ name: "max.message.bytes", value: String(FORWARD_MAX_MESSAGE_BYTES) }];
+
 const TOPIC_SPECS: Record<TopicName, TopicSpec> = {
   raw: { partitions: (c) => c.partitions },
-  deadLetter: { partitions: (c) => c.partitions },
+  deadLetter: { partitions: (c) => c.partitions, configEntries: FORWARDING },
   aggregated: { partitions: (c) => c.partitions },
-  late: { partitions: (c) => c.partitions },
+  late: { partitions: (c) => c.partitions, configEntries: FORWARDING },
   alerts: { partitions: (c) => c.partitions },
   alertRules: { partitions: () => 1, configEntries: COMPACTED },
 };
@@ -144,6 +158,30 @@ export async function ensureChangelogTopic(
     },
   ]);
   return topic;
+}
+
+/** ConfigResourceTypes.TOPIC: kafkajs's CommonJS build does not offer that enum to ES modules. */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+
+/** The smallest `max.message.bytes` of `topics`: the largest message all of them take. */
+export async function maxMessageBytes(admin: Admin, topics: string[]): Promise<number> {
+  const described = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: topics.map((name) => ({
+      type: TOPIC_RESOURCE,
+      name,
+      configNames: ["max.message.bytes"],
+    })),
+  });
+  let limit = Number.POSITIVE_INFINITY;
+  for (const resource of described.resources) {
+    for (const entry of resource.configEntries) {
+      const value = Number(entry.configValue);
+      if (entry.configName === "max.message.bytes" && Number.isFinite(value)) limit = Math.min(limit, value);
+    }
+  }
+  // The broker's default when a topic does not say.
+  return Number.isFinite(limit) ? limit : 1024 * 1024;
 }
 
 export async function withAdmin<T>(kafka: Kafka, fn: (admin: Admin) => Promise<T>): Promise<T> {

@@ -56,7 +56,30 @@ export const DEFAULT_LIMITS: ReadingLimits = {
   minTime: Date.UTC(2000, 0, 1),
 };
 
-export const SENSOR_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+/** Longest sensor id, in UTF-8 bytes. */
+export const MAX_SENSOR_ID_BYTES = 256;
+/**
+ * A sensor id or tag value: printable text (no C0/C1 control characters or DEL) that does not end
+ * with a backslash. InfluxDB's line protocol cannot carry a trailing backslash in a tag value (it
+ * would escape the separator after it); every other backslash is stored byte for byte.
+ */
+const CONTROL = "\\u0000-\\u001F\\u007F-\\u009F";
+export const SENSOR_ID_SOURCE = `^[^${CONTROL}]*[^${CONTROL}\\\\]$`;
+export const SENSOR_ID_PATTERN = new RegExp(SENSOR_ID_SOURCE, "u");
+export const SENSOR_ID_RULE = `1-${MAX_SENSOR_ID_BYTES} bytes of printable UTF-8 (no control characters), not ending with a backslash`;
+
+const encoder = new TextEncoder();
+
+/** Why `id` is not a valid sensor id, or undefined when it is. */
+export function sensorIdProblem(id: unknown): string | undefined {
+  if (typeof id !== "string" || id.length === 0)
+    return `sensor_id must be a non-empty string, got ${JSON.stringify(id)?.slice(0, 80) ?? typeName(id)}`;
+  const bytes = encoder.encode(id).length;
+  if (bytes > MAX_SENSOR_ID_BYTES || !SENSOR_ID_PATTERN.test(id)) {
+    return `sensor_id ${JSON.stringify(id.slice(0, 80))} is not valid (${bytes} bytes): ${SENSOR_ID_RULE}`;
+  }
+  return undefined;
+}
 export const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 export const MAX_FIELDS = 32;
 /** Larger magnitudes would overflow the detectors' sums of squares. */
@@ -78,7 +101,7 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\
 function hasControlCharacter(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
-    if (code < 0x20 || code === 0x7f) return true;
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return true;
   }
   return false;
 }
@@ -163,12 +186,8 @@ export function parseReading(
 
   const sensorId = obj.sensor_id;
   if (sensorId === undefined) return fail("missing_sensor_id", "sensor_id is missing");
-  if (typeof sensorId !== "string" || !SENSOR_ID_PATTERN.test(sensorId)) {
-    return fail(
-      "invalid_sensor_id",
-      `sensor_id ${JSON.stringify(sensorId)?.slice(0, 80)} is not valid: 1-128 characters of A-Z a-z 0-9 _ . : -, starting with a letter or digit`,
-    );
-  }
+  const sensorIdInvalid = sensorIdProblem(sensorId);
+  if (sensorIdInvalid !== undefined) return fail("invalid_sensor_id", sensorIdInvalid);
 
   if (obj.timestamp === undefined) return fail("missing_timestamp", "timestamp is missing");
   const time = parseTimestamp(obj.timestamp);
@@ -205,10 +224,15 @@ export function parseReading(
       if (++fieldCount > MAX_FIELDS) return fail("too_many_keys", `more than ${MAX_FIELDS} numeric fields`);
       fields[key] = value;
     } else if (typeof value === "string") {
-      if (value.length === 0 || value.length > MAX_TAG_VALUE_LENGTH || hasControlCharacter(value)) {
+      if (
+        value.length === 0 ||
+        value.length > MAX_TAG_VALUE_LENGTH ||
+        hasControlCharacter(value) ||
+        value.endsWith("\\")
+      ) {
         return fail(
           "invalid_tag_value",
-          `tag ${key} must be 1-${MAX_TAG_VALUE_LENGTH} characters without control characters`,
+          `tag ${key} ${JSON.stringify(value.slice(0, 80))} is not valid: 1-${MAX_TAG_VALUE_LENGTH} characters without control characters, not ending with a backslash`,
         );
       }
       if (++tagCount > MAX_TAGS) return fail("too_many_keys", `more than ${MAX_TAGS} string tags`);
@@ -222,5 +246,5 @@ export function parseReading(
   }
   if (fieldCount === 0)
     return fail("no_fields", "a reading needs at least one numeric field, e.g. temperature");
-  return { ok: true, reading: { sensorId, time, fields, tags } };
+  return { ok: true, reading: { sensorId: sensorId as string, time, fields, tags } };
 }

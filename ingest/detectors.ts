@@ -13,7 +13,7 @@ export interface DetectorConfig {
   zscore: { window: number; threshold: number; minSamples: number };
   /**
    * Robust EWMA: deviations are clipped at `threshold` sigmas before updating, so one spike does not
-   * mask the next; sigma is at least 0.1 % of the level.
+   * mask the next; sigma is at least SPREAD_FLOOR of the level.
    */
   ewma: { alpha: number; threshold: number; warmup: number };
 }
@@ -24,16 +24,27 @@ export const DEFAULT_DETECTORS: DetectorConfig = {
   ewma: { alpha: 0.1, threshold: 5, warmup: 10 },
 };
 
+/**
+ * The smallest spread either detector assumes, relative to the level. Far above float rounding
+ * (~1e-16), far below any real sensor's noise: 101325 Pa ± 1 and 52.52 ± 1e-5 are both measurable.
+ */
+export const SPREAD_FLOOR = 1e-9;
+
 export interface FieldState {
   /** Previous value, or null before the first reading. */
   prev: number | null;
   /** Ring buffer of the last `window` values, oldest at `head` once full. */
   ring: number[];
   head: number;
-  sum: number;
-  sumSq: number;
-  /** Pushes since the sums were last recomputed from the ring (bounds floating-point drift). */
+  /**
+   * Welford's running mean and sum of squared deviations of the ring: unlike Σx² − n·mean², they
+   * keep their precision when the spread is tiny next to the value.
+   */
+  windowMean: number;
+  windowM2: number;
+  /** Pushes since the window statistics were last recomputed from the ring (bounds drift). */
   sinceRecompute: number;
+  /** EWMA level and variance. */
   mean: number;
   variance: number;
   n: number;
@@ -50,7 +61,17 @@ export interface Anomaly {
 }
 
 export function newFieldState(): FieldState {
-  return { prev: null, ring: [], head: 0, sum: 0, sumSq: 0, sinceRecompute: 0, mean: 0, variance: 0, n: 0 };
+  return {
+    prev: null,
+    ring: [],
+    head: 0,
+    windowMean: 0,
+    windowM2: 0,
+    sinceRecompute: 0,
+    mean: 0,
+    variance: 0,
+    n: 0,
+  };
 }
 
 /** Runs every detector on `x`, updates `state` in place, and returns the anomalies it found. */
@@ -72,12 +93,12 @@ export function detect(state: FieldState, x: number, config: DetectorConfig): An
   state.prev = x;
 
   const z = config.zscore;
+  // State checkpointed before the window statistics existed carries only the ring.
+  if (!Number.isFinite(state.windowM2) || !Number.isFinite(state.windowMean)) recompute(state);
   const count = state.ring.length;
   if (count >= z.minSamples) {
-    const mean = state.sum / count;
-    // sumSq/n - mean² leaves rounding residue on a flat series (≈1e-12 relative); that is no spread.
-    const variance = state.sumSq / count - mean * mean;
-    const std = variance > 1e-12 * Math.max(1, mean * mean) ? Math.sqrt(variance) : 0;
+    const mean = state.windowMean;
+    const std = spread(state.windowM2 / count, mean);
     if (std > 0) {
       const score = finite(Math.abs(x - mean) / std);
       if (score > z.threshold)
@@ -91,9 +112,9 @@ export function detect(state: FieldState, x: number, config: DetectorConfig): An
     state.mean = x;
     state.variance = 0;
   } else {
-    // A perfectly flat baseline has no spread at all; a floor of 0.1 % of the level keeps a spike
-    // on it measurable (and clipped), so it neither goes unflagged nor masks the next one.
-    const std = Math.max(Math.sqrt(state.variance), 1e-3 * Math.abs(state.mean));
+    // A perfectly flat baseline has no spread at all; the floor keeps a spike on it measurable (and
+    // clipped), so it neither goes unflagged nor masks the next one.
+    const std = spread(state.variance, state.mean);
     let deviation = x - state.mean;
     if (state.n >= e.warmup && std > 0) {
       const score = finite(Math.abs(deviation) / std);
@@ -115,27 +136,38 @@ function finite(score: number): number {
   return Math.min(score, Number.MAX_VALUE);
 }
 
+/** The standard deviation for a variance, at least SPREAD_FLOOR of the level (0 for a flat 0). */
+function spread(variance: number, level: number): number {
+  return Math.max(Math.sqrt(Math.max(0, variance)), SPREAD_FLOOR * Math.abs(level));
+}
+
 function pushWindow(state: FieldState, x: number, window: number): void {
   if (state.ring.length < window) {
     state.ring.push(x);
-    state.sum += x;
-    state.sumSq += x * x;
+    const d = x - state.windowMean;
+    state.windowMean += d / state.ring.length;
+    state.windowM2 += d * (x - state.windowMean);
   } else {
+    // Replacing `old` by `x` at a constant count: Welford's update for a sliding window.
     const old = state.ring[state.head] as number;
     state.ring[state.head] = x;
     state.head = (state.head + 1) % window;
-    state.sum += x - old;
-    state.sumSq += x * x - old * old;
+    const previousMean = state.windowMean;
+    state.windowMean += (x - old) / window;
+    state.windowM2 += (x - old) * (x - state.windowMean + old - previousMean);
   }
-  if (++state.sinceRecompute >= window) {
-    let sum = 0;
-    let sumSq = 0;
-    for (const v of state.ring) {
-      sum += v;
-      sumSq += v * v;
-    }
-    state.sum = sum;
-    state.sumSq = sumSq;
-    state.sinceRecompute = 0;
-  }
+  if (++state.sinceRecompute >= window) recompute(state);
+}
+
+/** Two-pass mean and squared deviations of the ring: exact up to rounding, resets any drift. */
+function recompute(state: FieldState): void {
+  const n = state.ring.length;
+  let sum = 0;
+  for (const v of state.ring) sum += v;
+  const mean = n === 0 ? 0 : sum / n;
+  let m2 = 0;
+  for (const v of state.ring) m2 += (v - mean) * (v - mean);
+  state.windowMean = mean;
+  state.windowM2 = m2;
+  state.sinceRecompute = 0;
 }

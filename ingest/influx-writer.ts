@@ -1,11 +1,19 @@
 /**
  * Writes line protocol to InfluxDB for one Kafka batch and does not return until every line is
- * either stored or proven unstorable. Transient failures (network, 5xx, 429) are retried with
- * capped exponential backoff for as long as the caller wants to keep going; a 4xx rejection is
- * narrowed down by bisection so one bad point never blocks or loses the good ones around it
- * (InfluxDB rejects a whole batch for a single field-type conflict).
+ * either stored or proven unstorable. Every failed attempt is classified once (`classifyWriteError`,
+ * after Telegraf's outputs/influxdb_v2/http.go):
+ *
+ * - the data was refused (400, 413, 422): the batch is bisected so one bad point never blocks or
+ *   loses the good ones around it (InfluxDB rejects a whole batch for one field-type conflict), and
+ *   only the lines refused on their own come back as rejected;
+ * - anything else (401/403 token revoked, 404 bucket or org gone, 5xx, 429, timeouts, network) says
+ *   nothing about the data: the whole batch is retried with capped exponential backoff for as long as
+ *   the caller wants to keep going, so its offsets are held and nothing is dead-lettered.
+ *
+ * Each attempt is one HTTP request with its own timeout (kept well inside the consumer's session
+ * timeout) and the caller's heartbeat runs while it is in flight.
  */
-import { HttpError, type InfluxDB, type WriteOptions } from "@influxdata/influxdb-client";
+import { HttpError, type InfluxDB } from "@influxdata/influxdb-client";
 import type { TierName } from "../common/rollups.js";
 
 export interface TaggedLine {
@@ -21,12 +29,59 @@ export interface RejectedLine extends TaggedLine {
   message: string;
 }
 
+/** Why an attempt failed, and what to do about it. */
+export type WriteFailure =
+  | { action: "reject"; status: number; message: string }
+  | { action: "retry"; cause: RetryCause; status?: number; retryAfterMs?: number; message: string };
+
+export type RetryCause =
+  | "unauthorized"
+  | "not_found"
+  | "throttled"
+  | "unavailable"
+  | "server_error"
+  | "http_error"
+  | "timeout"
+  | "network";
+
+/** Causes an operator must fix (a revoked token, a deleted bucket): logged as errors, not warnings. */
+export const CONFIGURATION_CAUSES: ReadonlySet<RetryCause> = new Set(["unauthorized", "not_found"]);
+
+/** The one place that decides what a failed write means. */
+export function classifyWriteError(err: unknown): WriteFailure {
+  if (err instanceof HttpError) {
+    const status = err.statusCode;
+    const message = `${status} ${err.body || err.message}`.slice(0, 500);
+    if (status === 400 || status === 413 || status === 422) return { action: "reject", status, message };
+    const retryAfterS = err.retryAfter();
+    const retryAfterMs = retryAfterS > 0 ? retryAfterS * 1000 : undefined;
+    const cause: RetryCause =
+      status === 401 || status === 403
+        ? "unauthorized"
+        : status === 404
+          ? "not_found"
+          : status === 429
+            ? "throttled"
+            : status === 503
+              ? "unavailable"
+              : status >= 500
+                ? "server_error"
+                : "http_error";
+    return { action: "retry", cause, status, retryAfterMs, message };
+  }
+  const e = err as { name?: string; message?: string };
+  const message = String(e?.message ?? err).slice(0, 500);
+  if (e?.name === "RequestTimedOutError" || e?.name === "AbortError" || e?.name === "TimeoutError")
+    return { action: "retry", cause: "timeout", message };
+  return { action: "retry", cause: "network", message };
+}
+
 export interface WriteHooks {
-  /** Called between retries: keeps the consumer in its group while InfluxDB is away. */
+  /** Called while a write is in flight and between retries: keeps the consumer in its group. */
   heartbeat(): Promise<void>;
   /** False once the worker is stopping or the batch is stale; the write then gives up by throwing. */
   shouldContinue(): boolean;
-  onRetry?(attempt: number, delayMs: number, error: unknown): void;
+  onRetry?(attempt: number, delayMs: number, error: unknown, failure: WriteFailure): void;
 }
 
 export class WriteAbandoned extends Error {
@@ -39,34 +94,24 @@ export interface InfluxWriterOptions {
   rollupBuckets: Record<TierName, string>;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Longest one write request may take before it counts as failed (and is retried). */
+  attemptTimeoutMs?: number;
+  /** How often the caller's heartbeat runs while a request is in flight or a retry waits. */
+  heartbeatIntervalMs?: number;
 }
 
-function isPermanent(err: unknown): err is HttpError {
-  return (
-    err instanceof HttpError &&
-    err.statusCode >= 400 &&
-    err.statusCode < 500 &&
-    err.statusCode !== 429 &&
-    err.statusCode !== 408
-  );
-}
-
-/** Worth retrying: InfluxDB overloaded or away (5xx, 429, 408), or the connection failed. */
-function isTransient(err: unknown): boolean {
-  if (err instanceof HttpError)
-    return err.statusCode >= 500 || err.statusCode === 429 || err.statusCode === 408;
-  const e = err as { name?: string; code?: unknown; message?: string };
-  return (
-    typeof e.code === "string" ||
-    e.name === "RequestTimedOutError" ||
-    e.name === "AbortError" ||
-    /ECONN|socket|network|timed? ?out|EPIPE|ENOTFOUND/i.test(e.message ?? "")
-  );
+class Refused extends Error {
+  constructor(readonly failure: Extract<WriteFailure, { action: "reject" }>) {
+    super(failure.message);
+  }
 }
 
 export class InfluxWriter {
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly attemptTimeoutMs: number;
+  private readonly heartbeatIntervalMs: number;
+  private readonly paths = new Map<string, string>();
 
   constructor(
     private readonly influx: InfluxDB,
@@ -74,10 +119,16 @@ export class InfluxWriter {
   ) {
     this.initialBackoffMs = options.initialBackoffMs ?? 200;
     this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
+    this.attemptTimeoutMs = options.attemptTimeoutMs ?? 10_000;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 1000;
+    for (const bucket of [options.bucket, ...Object.values(options.rollupBuckets)]) {
+      const query = new URLSearchParams({ org: options.org, bucket, precision: "ms" });
+      this.paths.set(bucket, `/api/v2/write?${query}`);
+    }
   }
 
   /**
-   * Resolves with the lines InfluxDB refused permanently; everything else is stored. Raw lines are
+   * Resolves with the lines InfluxDB refused on their own; everything else is stored. Raw lines are
    * written before rollup lines, so a rollup is never visible before the readings it summarises.
    */
   async write(lines: TaggedLine[], hooks: WriteHooks): Promise<RejectedLine[]> {
@@ -107,10 +158,10 @@ export class InfluxWriter {
     try {
       await this.writeWithRetry(bucket, lines, hooks);
     } catch (err) {
-      if (!isPermanent(err)) throw err;
+      if (!(err instanceof Refused)) throw err;
       if (lines.length === 1) {
         const [only] = lines as [TaggedLine];
-        rejected.push({ ...only, status: err.statusCode, message: err.body || err.message });
+        rejected.push({ ...only, status: err.failure.status, message: err.failure.message });
         return;
       }
       const mid = lines.length >> 1;
@@ -121,36 +172,51 @@ export class InfluxWriter {
 
   private async writeWithRetry(bucket: string, lines: TaggedLine[], hooks: WriteHooks): Promise<void> {
     let delay = this.initialBackoffMs;
+    const body = lines.map((l) => l.line).join("\n");
     for (let attempt = 1; ; attempt++) {
       try {
-        // The client's own batching and retry loop are off: a batch is sized by the Kafka batch and
-        // retried here, where the consumer can heartbeat and the commit can wait for the outcome.
-        const options: Partial<WriteOptions> = {
-          batchSize: lines.length + 1,
-          flushInterval: 0,
-          maxRetries: 0,
-          gzipThreshold: 1 << 30,
-        };
-        const api = this.influx.getWriteApi(this.options.org, bucket, "ms", options);
-        api.writeRecords(lines.map((l) => l.line));
-        await api.close();
+        await this.whileHeartbeating(this.post(bucket, body), hooks);
         return;
       } catch (err) {
-        if (isPermanent(err) || !isTransient(err)) throw err;
+        const failure = classifyWriteError(err);
+        if (failure.action === "reject") throw new Refused(failure);
         if (!hooks.shouldContinue())
-          throw new WriteAbandoned(`gave up writing ${lines.length} lines: ${(err as Error).message}`);
-        hooks.onRetry?.(attempt, delay, err);
-        await sleepWithHeartbeat(delay, hooks);
+          throw new WriteAbandoned(`gave up writing ${lines.length} lines: ${failure.message}`);
+        const wait = Math.min(this.maxBackoffMs, Math.max(delay, failure.retryAfterMs ?? 0));
+        hooks.onRetry?.(attempt, wait, err, failure);
+        await this.sleepHeartbeating(wait, hooks);
         delay = Math.min(this.maxBackoffMs, delay * 2);
       }
     }
   }
-}
 
-async function sleepWithHeartbeat(ms: number, hooks: WriteHooks): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    await hooks.heartbeat().catch(() => {});
-    await new Promise((r) => setTimeout(r, Math.min(1000, until - Date.now())));
+  /**
+   * One request, nothing buffered: the client's WriteApi would flush early on its own (batch size,
+   * bytes) and report such a flush's failure only to a callback, which loses it.
+   */
+  private post(bucket: string, body: string): Promise<unknown> {
+    return this.influx.transport.request(this.paths.get(bucket) as string, body, {
+      method: "POST",
+      headers: { "content-type": "text/plain; charset=utf-8" },
+      gzipThreshold: 1 << 30,
+      signal: AbortSignal.timeout(this.attemptTimeoutMs),
+    });
+  }
+
+  private async whileHeartbeating<T>(work: Promise<T>, hooks: WriteHooks): Promise<T> {
+    const timer = setInterval(() => void hooks.heartbeat().catch(() => {}), this.heartbeatIntervalMs);
+    try {
+      return await work;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  private async sleepHeartbeating(ms: number, hooks: WriteHooks): Promise<void> {
+    const until = Date.now() + ms;
+    while (Date.now() < until && hooks.shouldContinue()) {
+      await hooks.heartbeat().catch(() => {});
+      await new Promise((r) => setTimeout(r, Math.min(this.heartbeatIntervalMs, until - Date.now())));
+    }
   }
 }

@@ -4,8 +4,13 @@
  * (write precision "ms"). Every number is written as a float, so a field never changes type.
  */
 
-const TAG_ESCAPE = /[,= \\]/g;
-const MEASUREMENT_ESCAPE = /[, \\]/g;
+/**
+ * InfluxDB unescapes only `\,`, `\=` and `\ ` in tag keys and values; any other backslash is stored
+ * as written, so escaping it would store two. (A trailing backslash cannot be carried at all: the
+ * reading contract refuses it.)
+ */
+const TAG_ESCAPE = /[,= ]/g;
+const MEASUREMENT_ESCAPE = /[, ]/g;
 const STRING_FIELD_ESCAPE = /["\\]/g;
 
 export function escapeTag(text: string): string {

@@ -23,8 +23,14 @@ async function main(): Promise<void> {
   // Wrong credentials or an untrusted certificate: fail now with the setting to fix, not retry.
   await Promise.all([verifyKafkaAccess(settings.kafka), verifyInfluxAccess(settings.influx)]);
   const metrics = new IngestMetrics();
+  const worker = new IngestWorker({ ...settings, logger, metrics });
   const server = settings.metricsEnabled
-    ? await startMetricsServer(metrics.registry, settings.metricsPort, settings.metricsHost)
+    ? await startMetricsServer(
+        metrics.registry,
+        settings.metricsPort,
+        settings.metricsHost,
+        () => worker.ready,
+      )
     : undefined;
   const stopReporter = startPipelineReporter(
     metrics,
@@ -34,7 +40,6 @@ async function main(): Promise<void> {
     settings.pipelineIntervalMs,
     logger,
   );
-  const worker = new IngestWorker({ ...settings, logger, metrics });
 
   let stopping = false;
   const shutdown = async (signal: string) => {

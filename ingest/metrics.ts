@@ -58,6 +58,45 @@ export class IngestMetrics {
     help: "InfluxDB write attempts that failed and were retried",
     registers: [this.registry],
   });
+  readonly writeFailures = new Counter({
+    name: "ingest_influx_write_failures_total",
+    help: "Failed InfluxDB write attempts whose batch was held and retried, by cause (unauthorized and not_found need an operator)",
+    labelNames: ["cause"],
+    registers: [this.registry],
+  });
+  readonly consumerRestarts = new Counter({
+    name: "ingest_consumer_restarts_total",
+    help: "Consumer crashes, each followed by a restart from the committed offsets (by kafkajs itself or by the worker rebuilding the consumer)",
+    labelNames: ["by"],
+    registers: [this.registry],
+  });
+  readonly consumingGauge = new Gauge({
+    name: "ingest_consuming",
+    help: "1 while the worker's consumer is in its group, 0 while it is not consuming",
+    registers: [this.registry],
+  });
+  private notConsumingSince: number | undefined = Date.now();
+  readonly notConsuming = new Counter({
+    name: "ingest_not_consuming_seconds_total",
+    help: "Time the worker spent without a consumer in its group (starting, restarting, rebuilding)",
+    registers: [this.registry],
+    collect: () => this.accountNotConsuming(),
+  });
+
+  /** Records whether the worker is consuming, for `ingest_consuming` and the time not consuming. */
+  setConsuming(consuming: boolean): void {
+    this.accountNotConsuming();
+    this.notConsumingSince = consuming ? undefined : Date.now();
+    this.consumingGauge.set(consuming ? 1 : 0);
+  }
+
+  private accountNotConsuming(): void {
+    if (this.notConsumingSince === undefined) return;
+    const now = Date.now();
+    this.notConsuming.inc((now - this.notConsumingSince) / 1000);
+    this.notConsumingSince = now;
+  }
+
   readonly writeLatency = new Histogram({
     name: "ingest_batch_write_seconds",
     help: "Time from batch start until its InfluxDB write succeeded",
@@ -170,7 +209,16 @@ export function startPipelineReporter(
   };
 }
 
-export function startMetricsServer(registry: Registry, port: number, host: string): Promise<Server> {
+/**
+ * `/metrics`, `/health` (the process is up) and `/ready` (503 while the worker is not consuming:
+ * starting, restarting or rebuilding its consumer).
+ */
+export function startMetricsServer(
+  registry: Registry,
+  port: number,
+  host: string,
+  ready: () => boolean = () => true,
+): Promise<Server> {
   const server = createServer(async (req, res) => {
     if (req.url === "/metrics") {
       res.setHeader("content-type", registry.contentType);
@@ -178,6 +226,11 @@ export function startMetricsServer(registry: Registry, port: number, host: strin
     } else if (req.url === "/health") {
       res.setHeader("content-type", "application/json");
       res.end('{"status":"ok"}');
+    } else if (req.url === "/ready") {
+      const consuming = ready();
+      res.statusCode = consuming ? 200 : 503;
+      res.setHeader("content-type", "application/json");
+      res.end(consuming ? '{"status":"ready"}' : '{"status":"not consuming"}');
     } else {
       res.statusCode = 404;
       res.end();

@@ -1,22 +1,29 @@
 /**
- * The ingest worker: a kafkajs consumer group over sensor-readings-raw.
+ * The ingest worker: a kafkajs consumer group over sensor-readings-raw, and its lifecycle.
  *
  * Per partition batch: decode/validate → detect → window (PartitionTask) → write readings and
- * anomalies to InfluxDB (retrying until stored) → one Kafka transaction that publishes dead letters,
- * late readings, closed windows and the state changelog and commits the consumed offsets.
+ * anomalies to InfluxDB (InfluxWriter: held and retried until stored) → one Kafka transaction that
+ * publishes dead letters, late readings, closed windows and the state changelog and commits the
+ * consumed offsets (TransactionalProducers). Output messages are built by ./outputs.ts; state is
+ * rebuilt from the changelog by ./restore.ts.
  *
  * Why a transaction per batch: the offsets, the emitted windows and the detector/window state then
  * move together, so after a crash the worker resumes from a state that matches its offsets exactly
  * and a replay produces the same points (InfluxDB point identity is deterministic) and the same
- * flags. Each partition has its own transactional id, so whoever owns the partition next fences
- * any zombie and aborts its open transaction before restoring the state.
+ * flags.
+ *
+ * Never silently stopped: kafkajs restarts its consumer only after retriable errors; after any
+ * other (a fenced producer, a zombie commit, a message the broker refuses) it leaves the group and
+ * stays idle while the process lives on. Here every crash drops all producers and partition state,
+ * and a consumer that kafkajs does not restart is replaced by a new one, which resumes from the
+ * committed offsets. `ready` is false while no consumer is in the group.
  *
  * kafkajs traps avoided: no pause()/resume() (re-delivery and stuck resume, kafkajs#1376/#1641) —
- * an outage simply holds the batch while heartbeating (#375); nothing is committed for a stale
- * batch after a rebalance (#1046); a partition is never in two batches at once, and its state's own
+ * an outage simply holds the batch while heartbeating (#375); a batch whose partition was taken
+ * away or whose heartbeat failed is abandoned, never committed (#1046; kafkajs's own isStale()
+ * does not notice a rebalance); a partition is never in two batches at once, and its state's own
  * offset drops anything already applied, so a batch is never handled twice (#1764).
  */
-import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { Registry } from "prom-client";
 import { CompactedTable } from "../common/compacted-table.js";
@@ -30,16 +37,19 @@ import {
   ensureTopics,
   type Kafka,
   type KafkaMessage,
-  type Message,
-  type Producer,
+  maxMessageBytes,
   withAdmin,
 } from "../common/kafka.js";
 import { type AlertRule, parseStoredRule } from "../common/rules.js";
-import { changelogTopic, topicName } from "../common/topics.js";
-import { InfluxWriter, WriteAbandoned } from "./influx-writer.js";
+import { changelogTopic, MEASUREMENTS, topicName } from "../common/topics.js";
+import { CONFIGURATION_CAUSES, InfluxWriter, type RejectedLine, WriteAbandoned } from "./influx-writer.js";
+import { escapeMeasurement } from "./line-protocol.js";
 import type { IngestMetrics } from "./metrics.js";
 import { payloadOf, WebhookNotifier } from "./notifier.js";
-import { type BatchOutput, PartitionTask, type RuleSet, type TaskConfig } from "./partition-task.js";
+import { deadLetterMessage, lateMessage, uniqueBySource } from "./outputs.js";
+import type { BatchOutput, PartitionTask, RuleSet, TaskConfig } from "./partition-task.js";
+import { restorePartitions } from "./restore.js";
+import { type TopicMessages, TransactionalProducers } from "./transactions.js";
 
 export interface WorkerOptions {
   kafka: KafkaConfig;
@@ -54,36 +64,13 @@ export interface WorkerOptions {
   partitionConcurrency?: number;
   /** Largest amount of data fetched per partition per batch. */
   maxBytesPerPartition?: number;
+  /** Longest a state restore may take before the consumer is rebuilt and tries again. */
+  restoreTimeoutMs?: number;
 }
 
-const MARKER_KEY = "__restore_marker__";
-/** Bytes of keys, values and headers per transactional send; well below the 1 MiB default limit. */
-const SEND_BYTES = 256 * 1024;
-
-function sizeOf(m: Message): number {
-  let n = 64 + (m.key?.length ?? 0) + (m.value?.length ?? 0);
-  for (const [k, v] of Object.entries(m.headers ?? {})) n += k.length + String(v).length + 8;
-  return n;
-}
-
-/** Splits messages into consecutive runs of at most `limit` bytes (a larger message goes alone). */
-function bySize(messages: Message[], limit: number): Message[][] {
-  const chunks: Message[][] = [];
-  let current: Message[] = [];
-  let bytes = 0;
-  for (const m of messages) {
-    const size = sizeOf(m);
-    if (current.length > 0 && bytes + size > limit) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(m);
-    bytes += size;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
-}
+const READINGS_PREFIX = `${escapeMeasurement(MEASUREMENTS.readings)},`;
+/** Backoff between consumer rebuilds after failures kafkajs does not recover from. */
+const REBUILD_BACKOFF_MS = { initial: 500, max: 30_000 };
 
 /**
  * Test-only fault point between the InfluxDB write and the Kafka commit, for the crash, outage and
@@ -117,18 +104,31 @@ export class IngestWorker {
   private readonly rules: CompactedTable<AlertRule>;
   private ruleSet: RuleSet = { version: -1, rules: [] };
   readonly notifier: WebhookNotifier;
+  private readonly producers: TransactionalProducers;
+  private readonly sessionTimeoutMs: number;
+  private readonly heartbeatIntervalMs: number;
   private consumer: Consumer | undefined;
-  private readonly producers = new Map<number, Producer>();
+  /** Partition state, kept across rebalances for partitions that stay with this worker. */
   private readonly tasks = new Map<number, Promise<PartitionTask>>();
-  private assigned: number[] = [];
+  private assigned = new Set<number>();
   private running = false;
+  private consuming = false;
+  private rebuildTimer: NodeJS.Timeout | undefined;
+  private rebuildDelayMs = REBUILD_BACKOFF_MS.initial;
+  /** Largest dead-letter or late message the broker takes (the topics' max.message.bytes). */
+  private forwardLimit = 1024 * 1024;
 
   constructor(private readonly options: WorkerOptions) {
     this.kafka = createKafka(options.kafka, options.logger.child({ component: "kafka" }));
+    this.sessionTimeoutMs = options.sessionTimeoutMs ?? 30_000;
+    this.heartbeatIntervalMs = Math.floor(this.sessionTimeoutMs / 10);
     this.writer = new InfluxWriter(createInflux(options.influx), {
       org: options.influx.org,
       bucket: options.influx.bucket,
       rollupBuckets: options.influx.rollupBuckets,
+      // One attempt must end well before the group gives up on a member that is not heard from.
+      attemptTimeoutMs: Math.min(10_000, Math.floor(this.sessionTimeoutMs / 3)),
+      heartbeatIntervalMs: this.heartbeatIntervalMs,
     });
     const prefix = options.kafka.topicPrefix;
     this.topics = {
@@ -139,6 +139,7 @@ export class IngestWorker {
       alerts: topicName(prefix, "alerts"),
       state: changelogTopic(prefix, options.groupId),
     };
+    this.producers = new TransactionalProducers(this.kafka, `${options.groupId}-${this.topics.raw}`);
     this.rules = new CompactedTable(
       this.kafka,
       topicName(prefix, "alertRules"),
@@ -146,6 +147,11 @@ export class IngestWorker {
       options.logger,
     );
     this.notifier = new WebhookNotifier(options.logger, options.metrics?.registry ?? new Registry());
+  }
+
+  /** True while a consumer is a member of the group and being handed partitions. */
+  get ready(): boolean {
+    return this.consuming;
   }
 
   async start(): Promise<void> {
@@ -159,63 +165,109 @@ export class IngestWorker {
     await withAdmin(this.kafka, async (admin) => {
       await ensureTopics(admin, this.options.kafka);
       await ensureChangelogTopic(admin, this.options.kafka, this.options.groupId);
+      this.forwardLimit = await maxMessageBytes(admin, [this.topics.dlq, this.topics.late]);
     });
     // Rules first: no batch may be evaluated against a partial rule set.
     await this.rules.start();
+    this.running = true;
+    await this.startConsumer();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.rebuildTimer);
+    // disconnect() waits for the batch in flight to finish (and commit) before leaving the group.
+    await this.consumer?.disconnect();
+    this.setConsuming(false);
+    await this.producers.dropAll();
+    await this.rules.stop();
+    await this.notifier.drained();
+  }
+
+  private async startConsumer(): Promise<void> {
     const consumer = this.kafka.consumer({
       groupId: this.options.groupId,
-      sessionTimeout: this.options.sessionTimeoutMs ?? 30_000,
-      heartbeatInterval: Math.floor((this.options.sessionTimeoutMs ?? 30_000) / 10),
+      sessionTimeout: this.sessionTimeoutMs,
+      heartbeatInterval: this.heartbeatIntervalMs,
       maxBytesPerPartition: this.options.maxBytesPerPartition ?? 1024 * 1024,
       readUncommitted: false,
       retry: {
         initialRetryTime: 300,
         retries: 10,
         maxRetryTime: 10_000,
-        // kafkajs gives up on errors it deems non-retriable and leaves the group, while the process
-        // lives on doing nothing. Restarting (from the committed offsets, with state restored)
-        // keeps the worker working, or visibly failing in its logs and metrics, never silently idle.
-        restartOnFailure: async (error: Error) => {
-          this.options.logger.error({ error: error.message }, "consumer failed; restarting it");
-          return this.running;
-        },
+        restartOnFailure: async () => this.running,
       },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      // Any rebalance may have moved partitions: forget all state and restore it from the changelog.
-      this.assigned = event.payload.memberAssignment[this.topics.raw] ?? [];
-      this.tasks.clear();
-      this.options.logger.info({ partitions: this.assigned }, "joined consumer group");
+      if (this.consumer !== consumer) return;
+      const assigned = new Set(event.payload.memberAssignment[this.topics.raw] ?? []);
+      // Partitions that stay keep their state; the others' state and producers go. One that comes
+      // back later is restored again from the changelog with a freshly fenced producer.
+      for (const partition of this.tasks.keys()) if (!assigned.has(partition)) this.tasks.delete(partition);
+      void this.producers.retain(assigned);
+      this.assigned = assigned;
+      this.rebuildDelayMs = REBUILD_BACKOFF_MS.initial;
+      this.setConsuming(true);
+      this.options.logger.info({ partitions: [...assigned] }, "joined consumer group");
     });
     consumer.on(consumer.events.CRASH, (event) => {
-      this.tasks.clear();
-      this.options.logger.warn(
-        { error: event.payload.error.message, restart: event.payload.restart },
-        "consumer crashed",
+      if (this.consumer !== consumer) return;
+      this.dropAllPartitions();
+      const { error, restart } = event.payload;
+      this.options.logger.error(
+        { error: error.message, name: error.name, restart, rebuild: !restart && this.running },
+        "consumer crashed; resuming from the committed offsets",
       );
+      this.options.metrics?.consumerRestarts.inc({ by: restart ? "kafkajs" : "worker" });
+      if (!restart && this.running) this.scheduleRebuild(consumer);
+    });
+    consumer.on(consumer.events.STOP, () => {
+      if (this.consumer === consumer) this.setConsuming(false);
     });
     await consumer.connect();
     await consumer.subscribe({ topic: this.topics.raw, fromBeginning: true });
-    this.running = true;
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       // Each partition has its own task, state and transactional producer, so partitions can be
       // processed side by side: one's CPU work overlaps another's InfluxDB write.
       partitionsConsumedConcurrently: this.options.partitionConcurrency ?? 1,
-      eachBatch: (payload) => this.handleBatch(payload),
+      eachBatch: (payload) => this.handleBatch(consumer, payload),
     });
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    // disconnect() waits for the batch in flight to finish (and commit) before leaving the group.
-    await this.consumer?.disconnect();
-    await Promise.all([...this.producers.values()].map((p) => p.disconnect()));
-    this.producers.clear();
-    await this.rules.stop();
-    await this.notifier.drained();
+  /** Replaces a consumer that kafkajs gave up on, with backoff while replacing fails too. */
+  private scheduleRebuild(failed: Consumer): void {
+    clearTimeout(this.rebuildTimer);
+    const delay = this.rebuildDelayMs;
+    this.rebuildDelayMs = Math.min(REBUILD_BACKOFF_MS.max, delay * 2);
+    this.rebuildTimer = setTimeout(async () => {
+      if (!this.running) return;
+      await failed.disconnect().catch(() => {});
+      try {
+        await this.startConsumer();
+      } catch (err) {
+        this.options.logger.error(
+          { error: (err as Error).message },
+          "could not rebuild the consumer; retrying",
+        );
+        const current = this.consumer;
+        if (current !== undefined && this.running) this.scheduleRebuild(current);
+      }
+    }, delay);
+  }
+
+  private dropAllPartitions(): void {
+    this.setConsuming(false);
+    this.tasks.clear();
+    this.assigned = new Set();
+    void this.producers.dropAll();
+  }
+
+  private setConsuming(consuming: boolean): void {
+    this.consuming = consuming;
+    this.options.metrics?.setConsuming(consuming);
   }
 
   /** The enabled rules, rebuilt only when the alert-rules table changed. Sorted for a stable order. */
@@ -230,30 +282,63 @@ export class IngestWorker {
     return this.ruleSet;
   }
 
-  private async handleBatch(payload: EachBatchPayload): Promise<void> {
+  private async handleBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
     const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
     const partition = batch.partition;
     if (batch.isEmpty()) return;
     const started = performance.now();
-    try {
-      const task = await this.taskFor(partition);
-      const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
-      const messages = task.unseen(batch.messages);
-      if (messages.length === 0) {
-        resolveOffset(batch.lastOffset());
-        return;
+    // A failed heartbeat means a rebalance is under way: the partition may be someone else's by
+    // the time this batch would commit, so the batch is abandoned (the next owner replays it).
+    let heartbeatFailed = false;
+    const beat = async () => {
+      try {
+        await heartbeat();
+      } catch (err) {
+        heartbeatFailed = true;
+        this.options.logger.info({ partition, error: (err as Error).message }, "heartbeat failed");
       }
-      const out = task.process(messages, Date.now(), this.currentRules());
-      task.advanceTo(BigInt(nextOffset));
-      const rejected = await this.writer.write(out.lines, {
-        heartbeat,
-        shouldContinue: () => this.running && isRunning() && !isStale(),
-        onRetry: (attempt, delayMs, error) => {
+    };
+    const pending = this.taskFor(partition);
+    // The task check catches a partition that left and came back while this batch was in flight:
+    // another owner may have processed it meanwhile.
+    const current = () =>
+      this.running &&
+      this.consumer === consumer &&
+      isRunning() &&
+      !isStale() &&
+      !heartbeatFailed &&
+      this.assigned.has(partition) &&
+      this.tasks.get(partition) === pending;
+
+    const task = await this.whileHeartbeating(pending, beat);
+    if (!current()) return;
+    const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
+    const messages = task.unseen(batch.messages);
+    if (messages.length === 0) {
+      resolveOffset(batch.lastOffset());
+      return;
+    }
+    const out = task.process(messages, Date.now(), this.currentRules());
+    task.advanceTo(BigInt(nextOffset));
+    // From here the state is ahead of the committed offsets: any way out but a commit drops it.
+    let rejected: RejectedLine[];
+    try {
+      rejected = await this.writer.write(out.lines, {
+        heartbeat: beat,
+        shouldContinue: current,
+        onRetry: (attempt, delayMs, _error, failure) => {
           this.options.metrics?.writeRetries.inc();
-          this.options.logger.warn(
-            { attempt, delayMs, error: (error as Error).message, partition },
-            "InfluxDB write failed; retrying",
-          );
+          const cause = failure.action === "retry" ? failure.cause : "rejected";
+          this.options.metrics?.writeFailures.inc({ cause });
+          const context = { attempt, delayMs, cause, error: failure.message, partition };
+          if (CONFIGURATION_CAUSES.has(cause as never)) {
+            this.options.logger.error(
+              context,
+              "InfluxDB refuses the worker's writes (token, permissions, org or bucket): holding the offsets and retrying",
+            );
+          } else {
+            this.options.logger.warn(context, "InfluxDB write failed; holding the offsets and retrying");
+          }
         },
       });
       for (const line of rejected) {
@@ -265,28 +350,36 @@ export class IngestWorker {
       }
       await afterWriteFaultPoint(partition, nextOffset, () => this.running);
       const writeMs = performance.now() - started;
-      if (isStale()) {
-        // The partition was taken away while we wrote: the new owner replays it; the points we wrote
-        // are identical to the ones it will write.
+
+      // After the write, before the commit.
+      if (!current()) {
+        // The partition was taken away while we wrote: the new owner replays it; the points we
+        // wrote are identical to the ones it will write.
         this.tasks.delete(partition);
         return;
       }
-      await this.commit(partition, messages, out, task, nextOffset);
+      await this.producers.commit(partition, this.outputs(partition, messages, out, task), {
+        groupId: this.options.groupId,
+        topic: this.topics.raw,
+        offset: nextOffset,
+      });
       resolveOffset(batch.lastOffset());
       this.notifier.notify(out.transitions);
+      const rejectedReadings = new Set(
+        rejected.filter((l) => l.line.startsWith(READINGS_PREFIX)).map((l) => l.source),
+      ).size;
       this.options.metrics?.recordBatch({
         partition,
         messages: messages.length,
-        readings: out.readings,
+        readings: out.readings - rejectedReadings,
         anomalies: out.anomalies,
-        deadLetters: out.deadLetters.length,
+        deadLetters: uniqueBySource(out.deadLetters).length,
         late: out.late.length,
         windows: out.windows.length,
         writeMs,
         lag: Number(BigInt(batch.highWatermark) - BigInt(nextOffset)),
       });
     } catch (err) {
-      // The in-memory state may be ahead of the committed offsets now; rebuild it before going on.
       this.tasks.delete(partition);
       if (err instanceof WriteAbandoned) {
         this.options.logger.warn({ partition }, "stopping with an unwritten batch; it will be reprocessed");
@@ -296,165 +389,77 @@ export class IngestWorker {
     }
   }
 
-  private async commit(
+  private outputs(
     partition: number,
     messages: KafkaMessage[],
     out: BatchOutput,
     task: PartitionTask,
-    nextOffset: string,
-  ) {
-    const producer = await this.producerFor(partition);
-    const transaction = await producer.transaction();
-    try {
-      const outputs: { topic: string; messages: Message[] }[] = [
-        {
-          topic: this.topics.dlq,
-          messages: out.deadLetters.map((d) => {
-            const m = messages[d.index] as KafkaMessage;
-            return {
-              key: m.key,
-              value: m.value ?? null,
-              headers: {
-                "dlq-reason": d.reason,
-                "dlq-detail": d.detail,
-                "dlq-source-topic": this.topics.raw,
-                "dlq-source-partition": String(partition),
-                "dlq-source-offset": m.offset,
-              },
-            };
-          }),
-        },
-        {
-          topic: this.topics.late,
-          messages: out.late.map((i) => {
-            const m = messages[i] as KafkaMessage;
-            return {
-              key: m.key,
-              value: m.value ?? null,
-              headers: { "late-source-partition": String(partition), "late-source-offset": m.offset },
-            };
-          }),
-        },
-        {
-          topic: this.topics.alerts,
-          messages: out.transitions.map((t) => ({ key: t.sensorId, value: JSON.stringify(payloadOf(t)) })),
-        },
-        {
-          topic: this.topics.aggregated,
-          messages: out.windows.map((w) => ({ key: w.sensor_id, value: JSON.stringify(w) })),
-        },
-        {
-          topic: this.topics.state,
-          messages: task.takeChangelog().map((e) => ({ key: e.key, value: e.value, partition })),
-        },
-      ];
-      // kafkajs puts everything one send() holds for a partition into one record batch, which the
-      // broker refuses above the topic's max.message.bytes (1 MiB by default): a batch of 10,000
-      // dead letters with their headers would be. Sends of at most SEND_BYTES keep each one small.
-      const sends: Promise<unknown>[] = [];
-      for (const { topic, messages: all } of outputs) {
-        for (const chunk of bySize(all, SEND_BYTES)) sends.push(transaction.send({ topic, messages: chunk }));
-      }
-      await Promise.all(sends);
-      await transaction.sendOffsets({
-        consumerGroupId: this.options.groupId,
-        topics: [{ topic: this.topics.raw, partitions: [{ partition, offset: nextOffset }] }],
-      });
-      await transaction.commit();
-    } catch (err) {
-      await transaction.abort().catch(() => {});
-      // A fenced or broken transactional producer cannot be reused.
-      this.producers.delete(partition);
-      await producer.disconnect().catch(() => {});
-      throw err;
-    }
-  }
-
-  private async producerFor(partition: number): Promise<Producer> {
-    let producer = this.producers.get(partition);
-    if (producer === undefined) {
-      producer = this.kafka.producer({
-        transactionalId: `${this.options.groupId}-${this.topics.raw}-${partition}`,
-        idempotent: true,
-        maxInFlightRequests: 1,
-        transactionTimeout: 60_000,
-      });
-      await producer.connect();
-      this.producers.set(partition, producer);
-    }
-    return producer;
-  }
-
-  private taskFor(partition: number): Promise<PartitionTask> {
-    let task = this.tasks.get(partition);
-    if (task === undefined) {
-      task = this.restore(partition);
-      this.tasks.set(partition, task);
-      task.catch(() => this.tasks.delete(partition));
-    }
-    return task;
+  ): TopicMessages[] {
+    const source = { topic: this.topics.raw, partition };
+    return [
+      {
+        topic: this.topics.dlq,
+        messages: uniqueBySource(out.deadLetters).map((d) =>
+          deadLetterMessage(source, messages[d.index] as KafkaMessage, d, this.forwardLimit),
+        ),
+      },
+      {
+        topic: this.topics.late,
+        messages: out.late.map((i) => lateMessage(source, messages[i] as KafkaMessage, this.forwardLimit)),
+      },
+      {
+        topic: this.topics.alerts,
+        messages: out.transitions.map((t) => ({ key: t.sensorId, value: JSON.stringify(payloadOf(t)) })),
+      },
+      {
+        topic: this.topics.aggregated,
+        messages: out.windows.map((w) => ({ key: w.sensor_id, value: JSON.stringify(w) })),
+      },
+      {
+        topic: this.topics.state,
+        messages: task.takeChangelog().map((e) => ({ key: e.key, value: e.value, partition })),
+      },
+    ];
   }
 
   /**
-   * Rebuilds a partition's state from its changelog partition. Writing a marker in a transaction
-   * first fences any previous owner (same transactional id) and aborts its open transaction; the
-   * state is complete once the marker has been read back.
+   * The partition's state. A partition without one is restored together with every other assigned
+   * partition that lacks one, in one pass over the changelog.
    */
-  private async restore(partition: number): Promise<PartitionTask> {
-    const started = Date.now();
-    const producer = await this.producerFor(partition);
-    const nonce = randomUUID();
-    const transaction = await producer.transaction();
-    try {
-      await transaction.send({
-        topic: this.topics.state,
-        messages: [{ key: MARKER_KEY, value: nonce, partition }],
+  private taskFor(partition: number): Promise<PartitionTask> {
+    const existing = this.tasks.get(partition);
+    if (existing !== undefined) return existing;
+    const missing = [...new Set([partition, ...this.assigned])].filter((p) => !this.tasks.has(p));
+    const restored = this.restore(missing);
+    for (const p of missing) {
+      const task = restored.then((tasks) => tasks.get(p) as PartitionTask);
+      this.tasks.set(p, task);
+      task.catch(() => {
+        if (this.tasks.get(p) === task) this.tasks.delete(p);
       });
-      await transaction.commit();
-    } catch (err) {
-      await transaction.abort().catch(() => {});
-      this.producers.delete(partition);
-      await producer.disconnect().catch(() => {});
-      throw err;
     }
+    return this.tasks.get(partition) as Promise<PartitionTask>;
+  }
 
-    const task = new PartitionTask(this.options.task, partition);
-    const reader = this.kafka.consumer({
-      groupId: `${this.options.groupId}-restore-${randomUUID()}`,
-      readUncommitted: false,
+  private async restore(partitions: number[]): Promise<Map<number, PartitionTask>> {
+    const nonces = await Promise.all(partitions.map((p) => this.producers.fence(p, this.topics.state)));
+    return restorePartitions({
+      kafka: this.kafka,
+      changelogTopic: this.topics.state,
+      groupId: this.options.groupId,
+      markers: new Map(partitions.map((p, i) => [p, nonces[i] as string])),
+      task: this.options.task,
+      timeoutMs: this.options.restoreTimeoutMs ?? 120_000,
+      logger: this.options.logger,
     });
-    let records = 0;
-    await reader.connect();
+  }
+
+  private async whileHeartbeating<T>(work: Promise<T>, beat: () => Promise<void>): Promise<T> {
+    const timer = setInterval(() => void beat(), this.heartbeatIntervalMs);
     try {
-      await new Promise<void>((resolve, reject) => {
-        reader
-          .subscribe({ topic: this.topics.state, fromBeginning: true })
-          .then(() =>
-            reader.run({
-              autoCommit: false,
-              eachBatch: async ({ batch }) => {
-                if (batch.partition !== partition) return;
-                for (const m of batch.messages) {
-                  const key = m.key?.toString() ?? "";
-                  if (key === MARKER_KEY) {
-                    if (m.value?.toString() === nonce) resolve();
-                    continue;
-                  }
-                  task.restore(key, m.value === null ? null : m.value.toString());
-                  records++;
-                }
-              },
-            }),
-          )
-          .catch(reject);
-      });
+      return await work;
     } finally {
-      await reader.disconnect().catch(() => {});
+      clearInterval(timer);
     }
-    this.options.logger.info(
-      { partition, records, ms: Date.now() - started, ...task.stateSize },
-      "restored partition state",
-    );
-    return task;
   }
 }

@@ -44,7 +44,8 @@ describe("problem details for client errors", () => {
     ["/v1/aggregates?window=1h&every=10s", 422, ["360 times every=10s", "at least 36000ms"]],
     ["/v1/aggregates/latest?window=1h&lookback=10m", 400, ["lookback=10m", "at least 1h"]],
     ["/v1/aggregates/latest?lookback=30d", 400, ["lookback=30d is longer than", "7 days", "at most 168h"]],
-    ["/v1/sensors/bad%20id/readings", 400, ["params.sensor_id", '"bad id"']],
+    ["/v1/sensors/bad%01id/readings", 400, ["params.sensor_id", '"bad\\u0001id"']],
+    ["/v1/sensors/C%3A%5Cdata%5C/readings", 400, ["params.sensor_id", "must match pattern"]],
     ["/v1/sensors/s1/readings?limit=0", 400, ["querystring.limit", "must be >= 1"]],
     ["/v1/sensors/s1/readings?limit=many", 400, ["querystring.limit", "must be integer"]],
     ["/v1/sensors/s1/readings?cursor=abc", 400, ["cursor", "next_cursor of the previous response"]],
@@ -63,8 +64,12 @@ describe("problem details for client errors", () => {
     ["/v1/aggregates/latest?at=-999999999d", 400, ["at=", "use a time between"]],
     ["/v1/sensors?start=-99999999999999999999d", 400, ["start=", "use a time between"]],
     ["/v1/sensors/%ZZ/readings", 400, ["not a valid url component", "percent-encode"]],
-    [`/v1/sensors/${"a".repeat(300)}/readings`, 414, ["256 characters"]],
-    [`/v1/sensors/${"a".repeat(129)}/readings`, 400, ["params.sensor_id", "must match pattern"]],
+    [`/v1/sensors/${"a".repeat(769)}/readings`, 414, ["768 characters"]],
+    [
+      `/v1/sensors/${"a".repeat(257)}/readings`,
+      400,
+      ["params.sensor_id", "must NOT have more than 256 characters"],
+    ],
     ["/v1/nothing", 404, ["no route GET /v1/nothing", "/docs"]],
   ] as const)("%s → %i", async (url, status, fragments) => {
     const body = await problem(url);

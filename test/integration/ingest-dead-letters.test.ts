@@ -30,7 +30,7 @@ const BAD: { key: string; value: string | Buffer | null; reason: string }[] = [
   { key: "sensor_a", value: `{"temperature":1,"timestamp":${T0}}`, reason: "missing_sensor_id" },
   {
     key: "sensor_a",
-    value: `{"sensor_id":"a b","temperature":1,"timestamp":${T0}}`,
+    value: `{"sensor_id":"a b\\\\","temperature":1,"timestamp":${T0}}`,
     reason: "invalid_sensor_id",
   },
   { key: "sensor_a", value: `{"sensor_id":"sensor_a","temperature":1}`, reason: "missing_timestamp" },

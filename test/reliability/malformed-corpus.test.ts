@@ -169,14 +169,17 @@ const HAND_WRITTEN: { key: string | null; value: Buffer | null }[] = [
   },
   {
     key: "sensor_1",
-    value: bytes(`{"sensor_id":"sensor_1","sensor_id":"sensor 1","temperature":1,"timestamp":${T0}}`),
+    value: bytes(`{"sensor_id":"sensor_1","sensor_id":"sensor 1\\\\","temperature":1,"timestamp":${T0}}`),
   },
   { key: "sensor_1", value: bytes(good("sensor_1", T0).replace('"sensor_1"', '"sensor\\u0000_1"')) },
   {
     key: "sensor_1",
-    value: bytes(JSON.stringify({ sensor_id: "s".repeat(129), temperature: 1, timestamp: T0 })),
+    value: bytes(JSON.stringify({ sensor_id: "s".repeat(257), temperature: 1, timestamp: T0 })),
   },
-  { key: "sensor_1", value: bytes(JSON.stringify({ sensor_id: "_leading", temperature: 1, timestamp: T0 })) },
+  {
+    key: "sensor_1",
+    value: bytes(JSON.stringify({ sensor_id: "\u0085leading", temperature: 1, timestamp: T0 })),
+  },
   { key: "sensor_1", value: bytes(JSON.stringify({ sensor_id: "", temperature: 1, timestamp: T0 })) },
   { key: "sensor_1", value: bytes(good("sensor_1", T0, { température: 1 })) },
   { key: "sensor_1", value: bytes(good("sensor_1", T0, { "": 1 })) },

@@ -257,3 +257,36 @@ describe("ewma on a perfectly flat baseline", () => {
     expect(flagged).toEqual([30, 34]);
   });
 });
+
+describe("a tiny spread next to a large value", () => {
+  // Pressure in Pa (101325 ± 1) and a coordinate-like reading (52.52 ± 1e-5): the noise is 1e-5 and
+  // 2e-7 of the level, where Σx² − n·mean² loses it to rounding and a spread floor of a fixed
+  // fraction of the level hides it.
+  for (const { level, amplitude, spike } of [
+    { level: 101_325, amplitude: 1, spike: 20 },
+    { level: 52.52, amplitude: 1e-5, spike: 2e-4 },
+  ]) {
+    it(`${level} ± ${amplitude}: z-score and EWMA flag a ${spike} spike and nothing else`, () => {
+      const series = noisy(80, level, amplitude, 13);
+      series[60] = level + spike;
+      const z = only("zscore");
+      const zResults = run(series, z);
+      expect(flaggedAt(zResults, "zscore")).toEqual([60]);
+      const previous = series.slice(60 - DEFAULT_DETECTORS.zscore.window, 60);
+      const mean = previous.reduce((s, v) => s + v, 0) / previous.length;
+      const std = Math.sqrt(previous.reduce((s, v) => s + (v - mean) ** 2, 0) / previous.length);
+      const anomaly = (zResults[60] as Anomaly[])[0] as Anomaly;
+      expect(Math.abs(anomaly.score - spike / std)).toBeLessThan(0.05 * (spike / std) + 1);
+      expect(flaggedAt(run(series, only("ewma")), "ewma")).toEqual([60]);
+    });
+  }
+
+  it("still flags nothing on the same series without a spike", () => {
+    for (const [level, amplitude] of [
+      [101_325, 1],
+      [52.52, 1e-5],
+    ] as const) {
+      expect(run(noisy(200, level, amplitude, 17), DEFAULT_DETECTORS).flat()).toEqual([]);
+    }
+  });
+});

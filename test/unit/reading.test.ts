@@ -39,6 +39,14 @@ function reason(result: ParseResult): DeadLetterReason {
   return result.reason;
 }
 
+// C0, DEL and C1 control characters: never part of a sensor id or tag value.
+function hasControl(text: string): boolean {
+  return [...text].some((c) => {
+    const code = c.codePointAt(0) as number;
+    return code < 0x20 || (code >= 0x7f && code <= 0x9f);
+  });
+}
+
 const base = { sensor_id: "sensor_1", timestamp: SEED_TIME, temperature: 21.3 };
 
 describe("parseReading: accepted readings", () => {
@@ -127,9 +135,10 @@ describe("parseReading: every dead-letter reason", () => {
     ["no sensor_id", { timestamp: SEED_TIME, temperature: 1 }, "missing_sensor_id"],
     ["numeric sensor_id", { ...base, sensor_id: 1 }, "invalid_sensor_id"],
     ["empty sensor_id", { ...base, sensor_id: "" }, "invalid_sensor_id"],
-    ["sensor_id starting with _", { ...base, sensor_id: "_s" }, "invalid_sensor_id"],
-    ["sensor_id with a space", { ...base, sensor_id: "sensor 1" }, "invalid_sensor_id"],
-    ["sensor_id of 129 characters", { ...base, sensor_id: "s".repeat(129) }, "invalid_sensor_id"],
+    ["sensor_id with a control character", { ...base, sensor_id: "sensor\u00011" }, "invalid_sensor_id"],
+    ["sensor_id with a C1 control character", { ...base, sensor_id: "sensor\u00851" }, "invalid_sensor_id"],
+    ["sensor_id ending with a backslash", { ...base, sensor_id: "C:\\data\\" }, "invalid_sensor_id"],
+    ["sensor_id of 257 bytes", { ...base, sensor_id: `${"é".repeat(128)}s` }, "invalid_sensor_id"],
     ["null sensor_id", { ...base, sensor_id: null }, "invalid_sensor_id"],
     ["no timestamp", { sensor_id: "s", temperature: 1 }, "missing_timestamp"],
     ["fractional epoch ms", { ...base, timestamp: SEED_TIME + 0.5 }, "invalid_timestamp"],
@@ -221,11 +230,28 @@ describe("parseReading: every dead-letter reason", () => {
     expect(reason(parseObject(tags))).toBe("too_many_keys");
   });
 
+  it("accepts the sensor ids real fleets use: spaces, slashes, backslashes, non-ASCII, up to 256 bytes", () => {
+    for (const id of [
+      "sensor_1",
+      "_s",
+      "Hall 3 / north wall",
+      "C:\\data\\probe",
+      "温度计-1",
+      "Zürich Bahnhofstraße",
+      "a,b=c d",
+      " ",
+      "é".repeat(128),
+      "s".repeat(256),
+    ]) {
+      expect(reading(parseObject({ ...base, sensor_id: id })).sensorId, id).toBe(id);
+    }
+  });
+
   it("the detail names the offending key or value", () => {
     const bad = parseObject({ ...base, humidity: null });
     expect(bad.ok ? "" : bad.detail).toContain("humidity");
-    const id = parseObject({ ...base, sensor_id: "bad id" });
-    expect(id.ok ? "" : id.detail).toContain('"bad id"');
+    const id = parseObject({ ...base, sensor_id: "bad id\\" });
+    expect(id.ok ? "" : id.detail).toContain(JSON.stringify("bad id\\"));
   });
 
   it("all reasons but influx_rejected are produced by the cases above", () => {
@@ -287,14 +313,16 @@ describe("parseReading: properties", () => {
     .filter((k) => !RESERVED_KEYS.has(k) && k !== "sensor_id" && k !== "timestamp");
   const tagValueArb = fc
     .string({ unit: "binary", minLength: 1, maxLength: 40 })
-    .filter((s) => s.length <= 256 && [...s].every((c) => c.charCodeAt(0) >= 0x20 && c !== "\u007f"));
+    .filter((s) => s.length <= 256 && !hasControl(s) && !s.endsWith("\\"));
   const fieldValueArb = fc
     .double({ noNaN: true, min: -1e100, max: 1e100 })
     // JSON writes -0 as 0.
     .map((x) => (x === 0 ? 0 : x));
   const validReadingArb = fc
     .record({
-      sensorId: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/),
+      sensorId: fc
+        .string({ unit: "binary", minLength: 1, maxLength: 80 })
+        .filter((s) => !hasControl(s) && !s.endsWith("\\") && new TextEncoder().encode(s).length <= 256),
       time: fc.integer({ min: DEFAULT_LIMITS.minTime, max: NOW + DEFAULT_LIMITS.maxFutureMs }),
       keys: fc.uniqueArray(keyArb, { minLength: 1, maxLength: MAX_FIELDS + MAX_TAGS }),
       fieldCount: fc.integer({ min: 1, max: MAX_FIELDS }),

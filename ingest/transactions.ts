@@ -1,0 +1,118 @@
+/**
+ * One transactional producer per assigned partition of sensor-readings-raw, with a transactional id
+ * derived from the partition: whoever owns the partition next initialises the same id, which fences
+ * any previous owner and aborts its open transaction.
+ *
+ * A producer lives only as long as the assignment it was made for: it is dropped when its partition
+ * leaves this worker, after any failed transaction (a fenced or broken producer cannot be reused),
+ * and when the consumer is rebuilt. A partition that comes back therefore always gets a fresh
+ * producer, never one a later owner has fenced.
+ */
+import { randomUUID } from "node:crypto";
+import type { Kafka, Message, Producer } from "../common/kafka.js";
+import { bySize, SEND_BYTES } from "./outputs.js";
+
+export const MARKER_KEY = "__restore_marker__";
+
+export interface TopicMessages {
+  topic: string;
+  messages: Message[];
+}
+
+export interface OffsetCommit {
+  groupId: string;
+  topic: string;
+  /** The offset after the last message the transaction includes. */
+  offset: string;
+}
+
+export class TransactionalProducers {
+  private readonly producers = new Map<number, Promise<Producer>>();
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly transactionalIdPrefix: string,
+  ) {}
+
+  /**
+   * Publishes `outputs` and commits `offsets` in one transaction. On any failure the transaction is
+   * aborted, the producer dropped, and the error rethrown.
+   */
+  async commit(partition: number, outputs: TopicMessages[], offsets?: OffsetCommit): Promise<void> {
+    const producer = await this.producerFor(partition);
+    let transaction: Awaited<ReturnType<Producer["transaction"]>> | undefined;
+    try {
+      transaction = await producer.transaction();
+      // kafkajs puts everything one send() holds for a partition into one record batch, which the
+      // broker refuses above the topic's max.message.bytes: sends of at most SEND_BYTES keep each
+      // one small (a larger message goes alone).
+      const sends: Promise<unknown>[] = [];
+      for (const { topic, messages } of outputs) {
+        for (const chunk of bySize(messages, SEND_BYTES)) {
+          sends.push((transaction as NonNullable<typeof transaction>).send({ topic, messages: chunk }));
+        }
+      }
+      await Promise.all(sends);
+      if (offsets !== undefined) {
+        await transaction.sendOffsets({
+          consumerGroupId: offsets.groupId,
+          topics: [{ topic: offsets.topic, partitions: [{ partition, offset: offsets.offset }] }],
+        });
+      }
+      await transaction.commit();
+    } catch (err) {
+      await transaction?.abort().catch(() => {});
+      await this.drop(partition);
+      throw err;
+    }
+  }
+
+  /**
+   * Writes a marker with a fresh nonce to the changelog partition in a transaction of a freshly
+   * initialised producer: any previous owner is fenced and its open transaction aborted, so the
+   * changelog is final up to the marker. Returns the nonce.
+   */
+  async fence(partition: number, changelogTopic: string): Promise<string> {
+    await this.drop(partition);
+    const nonce = randomUUID();
+    await this.commit(partition, [
+      { topic: changelogTopic, messages: [{ key: MARKER_KEY, value: nonce, partition }] },
+    ]);
+    return nonce;
+  }
+
+  /** Forgets partitions that are no longer assigned, disconnecting their producers. */
+  async retain(partitions: Iterable<number>): Promise<void> {
+    const keep = new Set(partitions);
+    await Promise.all([...this.producers.keys()].filter((p) => !keep.has(p)).map((p) => this.drop(p)));
+  }
+
+  async drop(partition: number): Promise<void> {
+    const producer = this.producers.get(partition);
+    if (producer === undefined) return;
+    this.producers.delete(partition);
+    await producer.then((p) => p.disconnect()).catch(() => {});
+  }
+
+  async dropAll(): Promise<void> {
+    await Promise.all([...this.producers.keys()].map((p) => this.drop(p)));
+  }
+
+  private producerFor(partition: number): Promise<Producer> {
+    let producer = this.producers.get(partition);
+    if (producer === undefined) {
+      const created = this.kafka.producer({
+        transactionalId: `${this.transactionalIdPrefix}-${partition}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        transactionTimeout: 60_000,
+      });
+      producer = created.connect().then(() => created);
+      this.producers.set(partition, producer);
+      producer.catch(() => {
+        if (this.producers.get(partition) === producer) this.producers.delete(partition);
+      });
+    }
+    return producer;
+  }
+}
