@@ -1,6 +1,7 @@
 /** Entry point of the API: `npm run api`. Configured by environment (see .env.example). */
 import { ConfigError } from "../common/config.js";
 import { createKafka } from "../common/kafka.js";
+import { onStopRequest } from "../common/lifecycle.js";
 import { createLogger } from "../common/log.js";
 import { apiSettings } from "./config.js";
 import { buildServer } from "./server.js";
@@ -23,13 +24,15 @@ async function main(): Promise<void> {
     kafka: createKafka(settings.kafka, logger),
     logger: { level: process.env.LOG_LEVEL ?? "info", name: "api" },
   });
-  const shutdown = async (signal: string) => {
-    app.log.info({ signal }, "shutting down");
+  let stopping = false;
+  const shutdown = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.log.info({ reason }, "shutting down");
     await app.close();
     process.exit(0);
   };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+  onStopRequest((reason) => void shutdown(reason));
   await app.listen({ host: settings.host, port: settings.port });
 }
 

@@ -170,9 +170,20 @@ export function startPipelineReporter(
   };
 }
 
-export function startMetricsServer(registry: Registry, port: number, host: string): Promise<Server> {
+/** `/ready` answers 200 once `isReady()` says so (the worker consumes), 503 before. */
+export function startMetricsServer(
+  registry: Registry,
+  port: number,
+  host: string,
+  isReady: () => boolean = () => true,
+): Promise<Server> {
   const server = createServer(async (req, res) => {
-    if (req.url === "/metrics") {
+    if (req.url === "/ready") {
+      const ready = isReady();
+      res.statusCode = ready ? 200 : 503;
+      res.setHeader("content-type", "application/json");
+      res.end(ready ? '{"status":"ready"}' : '{"status":"starting"}');
+    } else if (req.url === "/metrics") {
       res.setHeader("content-type", registry.contentType);
       res.end(await registry.metrics());
     } else if (req.url === "/health") {

@@ -104,6 +104,7 @@ export class IngestWorker {
   private readonly tasks = new Map<number, Promise<PartitionTask>>();
   private assigned: number[] = [];
   private running = false;
+  private joined = false;
 
   constructor(private readonly options: WorkerOptions) {
     this.kafka = createKafka(options.kafka, options.logger.child({ component: "kafka" }));
@@ -160,10 +161,12 @@ export class IngestWorker {
       // Any rebalance may have moved partitions: forget all state and restore it from the changelog.
       this.assigned = event.payload.memberAssignment[this.topics.raw] ?? [];
       this.tasks.clear();
+      this.joined = true;
       this.options.logger.info({ partitions: this.assigned }, "joined consumer group");
     });
     consumer.on(consumer.events.CRASH, (event) => {
       this.tasks.clear();
+      this.joined = false;
       this.options.logger.warn(
         { error: event.payload.error.message, restart: event.payload.restart },
         "consumer crashed",
@@ -182,8 +185,14 @@ export class IngestWorker {
     });
   }
 
+  /** In its group and fetching: false before the first join, after a crash and once stopping. */
+  get consuming(): boolean {
+    return this.running && this.joined;
+  }
+
   async stop(): Promise<void> {
     this.running = false;
+    this.joined = false;
     // disconnect() waits for the batch in flight to finish (and commit) before leaving the group.
     await this.consumer?.disconnect();
     await Promise.all([...this.producers.values()].map((p) => p.disconnect()));
