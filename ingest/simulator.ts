@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   const tty = process.stderr.isTTY === true;
   const progressEveryMs = tty ? 1000 : 5000;
   process.stderr.write(
-    `[simulator] producing to ${topic}: ${options.sensors} sensors, ${rate > 0 ? `${rate}/s` : "as fast as possible"}, seed ${options.seed}, first event time ${options.startTime} (${new Date(options.startTime).toISOString()})\n`,
+    `[simulator] producing to ${topic}: ${options.sensors} sensors (one reading each every ${options.intervalMs} ms), ${rate > 0 ? `${rate}/s` : "as fast as possible"}, anomaly probability ${options.anomalyProbability}, seed ${options.seed}, first event time ${options.startTime} (${new Date(options.startTime).toISOString()})\n`,
   );
   let sent = 0;
   let lastProgress = started;
