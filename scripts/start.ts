@@ -241,15 +241,20 @@ async function run(services: Services, began: number, servicesUp: number): Promi
   shutdown.stop = async () => {
     const started = Date.now();
     const left = () => STOP_BUDGET_MS - (Date.now() - started);
-    const step = async (what: string, fn: () => Promise<unknown>) => {
+    /** Runs one step of the stop and prints what it came to, with its duration. */
+    const step = async (fn: () => Promise<string>) => {
       const t = Date.now();
-      await fn();
-      say(`${what} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+      const outcome = await fn();
+      say(`${outcome} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
     };
-    await step("simulator stopped", () => children.simulator.stop(Math.min(1500, left())));
+    const stopped =
+      (name: string, detail = "") =>
+      async (inTime: boolean) =>
+        inTime ? `${name} stopped${detail}` : `${name} killed: it did not stop in its share of the time`;
+    await step(() => children.simulator.stop(Math.min(1500, left())).then(stopped("simulator")));
     if (children.ingest.running) {
       // Let the worker store what the simulator sent, so a stop loses nothing and replays nothing.
-      await step("worker caught up", async () => {
+      await step(async () => {
         const until = Date.now() + Math.min(2500, left() - 5000);
         let behind = -1;
         while (Date.now() < until) {
@@ -257,20 +262,22 @@ async function run(services: Services, began: number, servicesUp: number): Promi
             uncommitted(env, ingest.groupId).catch(() => -1),
             sleep(Math.max(0, until - Date.now())).then(() => -1),
           ]);
-          if (behind === 0) return;
+          if (behind === 0) return "worker caught up with the simulator";
           await sleep(100);
         }
-        if (behind !== 0)
-          say(
-            `the worker has ${behind < 0 ? "an unknown number of" : behind} readings left; the next start processes them`,
-          );
+        return `the worker has ${behind < 0 ? "an unknown number of" : behind} readings left; the next start processes them`;
       });
     }
-    await step("worker stopped, its offsets committed", () =>
-      children.ingest.stop(Math.min(2500, left() - 2500)),
+    await step(() =>
+      children.ingest
+        .stop(Math.min(2500, left() - 2500))
+        .then(stopped("worker", ": batch finished, offsets committed, group left")),
     );
-    await step("API stopped", () => children.api.stop(Math.min(1000, left() - 1500)));
-    await step("Kafka and InfluxDB stopped", () => services.stop(Math.max(500, left())));
+    await step(() => children.api.stop(Math.min(1000, left() - 1500)).then(stopped("API")));
+    await step(async () => {
+      await services.stop(Math.max(500, left()));
+      return services.local ? "Kafka and InfluxDB stopped" : "external Kafka and InfluxDB left running";
+    });
     say(`stopped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     process.exit(0);
   };
