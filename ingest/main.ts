@@ -51,8 +51,7 @@ async function main(): Promise<void> {
       logger.error("shutdown took longer than 30 s; exiting");
       process.exit(1);
     }, 30_000);
-    await worker.stop();
-    await stopReporter();
+    await Promise.all([worker.stop(), stopReporter()]);
     server?.close();
     clearTimeout(force);
     process.exit(0);

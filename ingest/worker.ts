@@ -196,10 +196,10 @@ export class IngestWorker {
     this.running = false;
     this.joined = false;
     // disconnect() waits for the batch in flight to finish (and commit) before leaving the group.
-    await this.consumer?.disconnect();
+    // The rule table keeps its rows when its consumer stops, so both consumers stop at once.
+    await Promise.all([this.consumer?.disconnect(), this.rules.stop()]);
     await Promise.all([...this.producers.values()].map((p) => p.disconnect()));
     this.producers.clear();
-    await this.rules.stop();
     await this.notifier.drained();
   }
 

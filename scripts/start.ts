@@ -13,7 +13,7 @@ import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { apiSettings } from "../api/config.js";
 import { ConfigError, kafkaConfig } from "../common/config.js";
-import { createKafka, withAdmin } from "../common/kafka.js";
+import { type Admin, createKafka } from "../common/kafka.js";
 import { topicName } from "../common/topics.js";
 import { ingestSettings } from "../ingest/config.js";
 import { ensureServices } from "./services/local.js";
@@ -148,19 +148,15 @@ async function httpOk(url: string, token?: string): Promise<boolean> {
 }
 
 /** Messages in the raw topic the worker's group has not committed yet. */
-async function uncommitted(env: NodeJS.ProcessEnv, groupId: string): Promise<number> {
-  const kafka = kafkaConfig(env);
-  const topic = topicName(kafka.topicPrefix, "raw");
-  return withAdmin(createKafka(kafka, undefined, { retry: { retries: 0 } }), async (admin) => {
-    const [ends, groups] = await Promise.all([
-      admin.fetchTopicOffsets(topic),
-      admin.fetchOffsets({ groupId, topics: [topic] }),
-    ]);
-    const committed = new Map(
-      (groups[0]?.partitions ?? []).map((p) => [p.partition, Math.max(0, Number(p.offset))]),
-    );
-    return ends.reduce((n, p) => n + Math.max(0, Number(p.high) - (committed.get(p.partition) ?? 0)), 0);
-  });
+async function uncommitted(admin: Admin, topic: string, groupId: string): Promise<number> {
+  const [ends, groups] = await Promise.all([
+    admin.fetchTopicOffsets(topic),
+    admin.fetchOffsets({ groupId, topics: [topic] }),
+  ]);
+  const committed = new Map(
+    (groups[0]?.partitions ?? []).map((p) => [p.partition, Math.max(0, Number(p.offset))]),
+  );
+  return ends.reduce((n, p) => n + Math.max(0, Number(p.high) - (committed.get(p.partition) ?? 0)), 0);
 }
 
 /** What a signal does; `run` replaces the first-phase versions once the children exist. */
@@ -223,6 +219,13 @@ async function run(services: Services, began: number, servicesUp: number): Promi
   const apiUrl = `http://${local(api.host)}:${api.port}`;
   const metricsUrl = `http://${local(ingest.metricsHost)}:${ingest.metricsPort}`;
 
+  // Connected once running, so that a stop does not pay for a new connection to see the lag.
+  const kafka = kafkaConfig(env);
+  const rawTopic = topicName(kafka.topicPrefix, "raw");
+  const admin = createKafka(kafka, undefined, {
+    retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 500 },
+  }).admin();
+  let adminConnected = false;
   let produced = false;
   const children = {
     simulator: new Supervised("simulator", "ingest/simulator.ts", SIMULATOR, env, (m) => {
@@ -251,31 +254,37 @@ async function run(services: Services, began: number, servicesUp: number): Promi
       (name: string, detail = "") =>
       async (inTime: boolean) =>
         inTime ? `${name} stopped${detail}` : `${name} killed: it did not stop in its share of the time`;
-    await step(() => children.simulator.stop(Math.min(1500, left())).then(stopped("simulator")));
+    await step(() => children.simulator.stop(Math.min(1000, left())).then(stopped("simulator")));
     if (children.ingest.running) {
       // Let the worker store what the simulator sent, so a stop loses nothing and replays nothing.
       await step(async () => {
-        const until = Date.now() + Math.min(2500, left() - 5000);
-        let behind = -1;
+        const until = Date.now() + Math.min(3500, left() - 4500);
+        if (!adminConnected)
+          await Promise.race([admin.connect().catch(() => {}), sleep(Math.max(0, until - Date.now()))]);
+        let behind = "an unknown number of";
         while (Date.now() < until) {
-          behind = await Promise.race([
-            uncommitted(env, ingest.groupId).catch(() => -1),
-            sleep(Math.max(0, until - Date.now())).then(() => -1),
+          const n = await Promise.race([
+            uncommitted(admin, rawTopic, ingest.groupId).catch(
+              (err: Error) => `an unknown number of (${err.message})`,
+            ),
+            sleep(Math.max(0, until - Date.now())).then(() => undefined),
           ]);
-          if (behind === 0) return "worker caught up with the simulator";
+          if (n === 0) return "worker caught up with the simulator";
+          if (n !== undefined) behind = String(n);
           await sleep(100);
         }
-        return `the worker has ${behind < 0 ? "an unknown number of" : behind} readings left; the next start processes them`;
+        return `the worker has ${behind} readings left; the next start processes them`;
       });
     }
     await step(() =>
       children.ingest
-        .stop(Math.min(2500, left() - 2500))
+        .stop(Math.min(2500, left() - 2000))
         .then(stopped("worker", ": batch finished, offsets committed, group left")),
     );
     await step(() => children.api.stop(Math.min(1000, left() - 1500)).then(stopped("API")));
+    void admin.disconnect().catch(() => {});
     await step(async () => {
-      await services.stop(Math.max(500, left()));
+      await services.stop(Math.max(1500, left()));
       return services.local ? "Kafka and InfluxDB stopped" : "external Kafka and InfluxDB left running";
     });
     say(`stopped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -310,6 +319,10 @@ async function run(services: Services, began: number, servicesUp: number): Promi
     await sleep(250);
   }
 
+  adminConnected = await admin.connect().then(
+    () => true,
+    () => false,
+  );
   const logs = shown(LOGS);
   console.log(`
 Sensor analytics is running (ready ${((Date.now() - servicesUp) / 1000).toFixed(1)} s after Kafka and InfluxDB were up, ${((Date.now() - began) / 1000).toFixed(1)} s after start).
