@@ -19,20 +19,22 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const app = await buildServer({
+  let app: Awaited<ReturnType<typeof buildServer>> | undefined;
+  let stopping = false;
+  // Listening before the server is built: a stop while it still connects to Kafka ends it too.
+  const shutdown = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ reason }, "shutting down");
+    await app?.close();
+    process.exit(0);
+  };
+  onStopRequest((reason) => void shutdown(reason));
+  app = await buildServer({
     settings,
     kafka: createKafka(settings.kafka, logger),
     logger: { level: process.env.LOG_LEVEL ?? "info", name: "api" },
   });
-  let stopping = false;
-  const shutdown = async (reason: string) => {
-    if (stopping) return;
-    stopping = true;
-    app.log.info({ reason }, "shutting down");
-    await app.close();
-    process.exit(0);
-  };
-  onStopRequest((reason) => void shutdown(reason));
   await app.listen({ host: settings.host, port: settings.port });
 }
 

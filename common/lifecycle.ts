@@ -15,6 +15,8 @@ export function onStopRequest(stop: (reason: string) => void): void {
   }
   process.on("SIGINT", () => {});
   process.on("disconnect", () => stop("npm start went away"));
+  // It may have gone while this process was still loading, before anyone listened.
+  if (!process.connected) stop("npm start went away");
   // The channel alone must not keep a finished process (a simulator with --count) alive.
   process.channel?.unref();
 }

@@ -74,8 +74,11 @@ async function main(): Promise<void> {
   }
   const logger = createLogger("simulator");
   let stop = false;
+  let producing = false;
   onStopRequest(() => {
     stop = true;
+    // Nothing sent yet (still connecting): nothing to finish either.
+    if (!producing) process.exit(0);
   });
   const kafka = kafkaConfig();
   const durationS = numberArg(values, "duration", 0);
@@ -113,6 +116,7 @@ async function main(): Promise<void> {
   process.stderr.write(
     `[simulator] producing to ${topic}: ${options.sensors} sensors (one reading each every ${options.intervalMs} ms), ${rate > 0 ? `${rate}/s` : "as fast as possible"}, anomaly probability ${options.anomalyProbability}, seed ${options.seed}, first event time ${options.startTime} (${new Date(options.startTime).toISOString()})\n`,
   );
+  producing = true;
   let sent = 0;
   let lastProgress = started;
   let pending: { key: string; value: string }[] = [];
