@@ -2,6 +2,7 @@
 import { ConfigError } from "../common/config.js";
 import { verifyInfluxAccess } from "../common/influx.js";
 import { createKafka, verifyKafkaAccess } from "../common/kafka.js";
+import { onStopRequest } from "../common/lifecycle.js";
 import { createLogger } from "../common/log.js";
 import { apiSettings } from "./config.js";
 import { buildServer } from "./server.js";
@@ -21,18 +22,22 @@ async function main(): Promise<void> {
   }
   // Wrong credentials or an untrusted certificate: fail now with the setting to fix, not retry.
   await Promise.all([verifyKafkaAccess(settings.kafka), verifyInfluxAccess(settings.influx)]);
-  const app = await buildServer({
+  let app: Awaited<ReturnType<typeof buildServer>> | undefined;
+  let stopping = false;
+  // Listening before the server is built: a stop while it still connects to Kafka ends it too.
+  const shutdown = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ reason }, "shutting down");
+    await app?.close();
+    process.exit(0);
+  };
+  onStopRequest((reason) => void shutdown(reason));
+  app = await buildServer({
     settings,
     kafka: createKafka(settings.kafka, logger),
     logger: { level: process.env.LOG_LEVEL ?? "info", name: "api" },
   });
-  const shutdown = async (signal: string) => {
-    app.log.info({ signal }, "shutting down");
-    await app.close();
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
   await app.listen({ host: settings.host, port: settings.port });
 }
 

@@ -26,6 +26,8 @@ export class CompactedTable<T> {
     const consumer = this.kafka.consumer({
       groupId: `table-${this.topic}-${randomUUID()}`,
       readUncommitted: false,
+      // stop() waits for the fetch in flight, which on this mostly idle topic waits this long for data.
+      maxWaitTimeInMs: 1000,
     });
     this.consumer = consumer;
     await consumer.connect();

@@ -197,7 +197,7 @@ export async function withAdmin<T>(kafka: Kafka, fn: (admin: Admin) => Promise<T
 /**
  * A failure no retry can fix: wrong credentials, an untrusted certificate, a missing ACL. The
  * message says which setting to change. Start-up retry loops must let it through (see
- * `isRetriableStartupError`).
+ * `isConfigurationError`).
  */
 export class KafkaAccessError extends Error {
   override name = "KafkaAccessError";
@@ -256,15 +256,15 @@ export function kafkaAccessProblem(err: unknown, config: KafkaConfig): KafkaAcce
 }
 
 /**
- * For start-up retry loops: false for what retrying cannot fix (bad configuration, credentials,
- * certificates, ACLs), true for the rest (a broker or InfluxDB not up yet).
+ * For start-up retry loops: true for what retrying cannot fix (bad configuration, credentials,
+ * certificates, ACLs); ingest/startup.ts decides what of the rest passes by itself.
  */
-export function isRetriableStartupError(err: unknown): boolean {
+export function isConfigurationError(err: unknown): boolean {
   if (err instanceof ConfigError || err instanceof KafkaAccessError || err instanceof InfluxAccessError) {
-    return false;
+    return true;
   }
   // The raw kafkajs errors too, for callers that did not go through verifyKafkaAccess.
-  return !errorChain(err).some(
+  return errorChain(err).some(
     (e) =>
       e.name === "KafkaJSSASLAuthenticationError" ||
       (typeof e.type === "string" && e.type.endsWith("_AUTHORIZATION_FAILED")) ||

@@ -2,9 +2,11 @@
 import { ConfigError } from "../common/config.js";
 import { createInflux, verifyInfluxAccess } from "../common/influx.js";
 import { verifyKafkaAccess } from "../common/kafka.js";
+import { onStopRequest } from "../common/lifecycle.js";
 import { createLogger } from "../common/log.js";
 import { ingestSettings } from "./config.js";
 import { IngestMetrics, startMetricsServer, startPipelineReporter } from "./metrics.js";
+import { describeStartupError, isRetriableStartupError, startupBackoffMs } from "./startup.js";
 import { IngestWorker } from "./worker.js";
 
 const logger = createLogger("ingest");
@@ -42,24 +44,57 @@ async function main(): Promise<void> {
   );
 
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  let cutBackoffShort = () => {};
+  const shutdown = async (reason: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down: finishing the batch in flight, committing, leaving the group");
+    cutBackoffShort();
+    logger.info({ reason }, "shutting down: finishing the batch in flight, committing, leaving the group");
     const force = setTimeout(() => {
       logger.error("shutdown took longer than 30 s; exiting");
       process.exit(1);
     }, 30_000);
-    await worker.stop();
-    await stopReporter();
+    await Promise.all([worker.stop(), stopReporter()]);
     server?.close();
     clearTimeout(force);
     process.exit(0);
   };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+  onStopRequest((reason) => void shutdown(reason));
 
-  await worker.start();
+  // Right after the broker starts or the topics are created, Kafka answers "unknown
+  // topic-partition" or "coordinator loading" for a few seconds: wait that out instead of dying.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await worker.start();
+      break;
+    } catch (err) {
+      // A half-started worker may hold connections and the rule table's consumer: release them.
+      await worker
+        .stop()
+        .catch((e: Error) => logger.warn({ error: e.message }, "cleaning up the failed start failed"));
+      if (stopping) return;
+      if (!isRetriableStartupError(err)) {
+        logger.fatal(
+          { error: describeStartupError(err), stack: (err as Error).stack },
+          "ingest worker could not start, and the error is not one that passes by itself (configuration, authorization): not retrying",
+        );
+        process.exit(1);
+      }
+      const delayMs = startupBackoffMs(attempt);
+      logger.warn(
+        { attempt, delayMs, error: describeStartupError(err) },
+        "ingest worker start failed with a transient Kafka error; retrying",
+      );
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delayMs);
+        cutBackoffShort = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (stopping) return;
+    }
+  }
   logger.info(
     {
       group: settings.groupId,

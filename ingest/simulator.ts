@@ -12,6 +12,7 @@ import {
   verifyKafkaAccess,
   withAdmin,
 } from "../common/kafka.js";
+import { onStopRequest } from "../common/lifecycle.js";
 import { createLogger } from "../common/log.js";
 import { topicName } from "../common/topics.js";
 import { DEFAULT_SIMULATION, type SimulationOptions, simulate } from "./simulation.js";
@@ -78,6 +79,13 @@ async function main(): Promise<void> {
     return;
   }
   const logger = createLogger("simulator");
+  let stop = false;
+  let producing = false;
+  onStopRequest(() => {
+    stop = true;
+    // Nothing sent yet (still connecting): nothing to finish either.
+    if (!producing) process.exit(0);
+  });
   const kafka = kafkaConfig();
   const durationS = numberArg(values, "duration", 0);
   const options: SimulationOptions = {
@@ -106,18 +114,24 @@ async function main(): Promise<void> {
   await producer.connect();
   const topic = topicName(kafka.topicPrefix, "raw");
 
-  let stop = false;
-  process.on("SIGINT", () => (stop = true));
-  process.on("SIGTERM", () => (stop = true));
   const started = Date.now();
   const deadline = durationS > 0 ? started + durationS * 1000 : Number.POSITIVE_INFINITY;
   const chunk = rate > 0 ? Math.max(1, Math.min(500, Math.round(rate / 10))) : 500;
+  // A terminal gets one line rewritten in place; a log file gets a plain line every few seconds.
+  const tty = process.stderr.isTTY === true;
+  const progressEveryMs = tty ? 1000 : 5000;
+  process.stderr.write(
+    `[simulator] producing to ${topic}: ${options.sensors} sensors (one reading each every ${options.intervalMs} ms), ${rate > 0 ? `${rate}/s` : "as fast as possible"}, anomaly probability ${options.anomalyProbability}, seed ${options.seed}, first event time ${options.startTime} (${new Date(options.startTime).toISOString()})\n`,
+  );
+  producing = true;
   let sent = 0;
-  let lastProgress = 0;
+  let lastProgress = started;
   let pending: { key: string; value: string }[] = [];
   const flush = async () => {
     if (pending.length === 0) return;
     await producer.send({ topic, acks: -1, messages: pending });
+    // npm start waits for the first acknowledged readings before it says the product is running.
+    if (sent === 0) process.send?.({ type: "produced", sent: pending.length });
     sent += pending.length;
     pending = [];
   };
@@ -131,18 +145,19 @@ async function main(): Promise<void> {
         const wait = due - Date.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
-      if (Date.now() - lastProgress > 1000) {
+      if (Date.now() - lastProgress >= progressEveryMs) {
         lastProgress = Date.now();
         const elapsed = (Date.now() - started) / 1000;
-        process.stderr.write(
-          `\r[simulator] ${sent} messages to ${topic} in ${elapsed.toFixed(0)} s (${(sent / elapsed).toFixed(0)}/s)   `,
-        );
+        const line = `[simulator] ${sent} messages to ${topic} in ${elapsed.toFixed(0)} s (${(sent / elapsed).toFixed(0)}/s)`;
+        process.stderr.write(tty ? `\r${line}   ` : `${line}\n`);
       }
     }
   }
   await flush();
   const elapsed = (Date.now() - started) / 1000;
-  process.stderr.write(`\r[simulator] done: ${sent} messages to ${topic} in ${elapsed.toFixed(1)} s\n`);
+  process.stderr.write(
+    `${tty ? "\r" : ""}[simulator] done: ${sent} messages to ${topic} in ${elapsed.toFixed(1)} s\n`,
+  );
   await producer.disconnect();
 }
 

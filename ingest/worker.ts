@@ -190,6 +190,8 @@ export class IngestWorker {
       sessionTimeout: this.sessionTimeoutMs,
       heartbeatInterval: this.heartbeatIntervalMs,
       maxBytesPerPartition: this.options.maxBytesPerPartition ?? 1024 * 1024,
+      // A stop waits for the fetch in flight, which on an idle topic waits this long for data.
+      maxWaitTimeInMs: 1000,
       readUncommitted: false,
       retry: {
         initialRetryTime: 300,

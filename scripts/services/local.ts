@@ -86,7 +86,9 @@ abstract class LocalService {
 
   protected launch(name: string, command: string, args: string[]): ChildProcess {
     const out = createWriteStream(join(this.dir, `${name}.log`), { flags: "a" });
-    const proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], cwd: this.dir });
+    // Its own process group: a terminal's Ctrl-C goes to the caller's group only, so the caller
+    // stops its own clients first and the service last, instead of the service dying under them.
+    const proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], cwd: this.dir, detached: true });
     proc.stdout?.pipe(out);
     proc.stderr?.pipe(out);
     this.proc = proc;
@@ -99,13 +101,13 @@ abstract class LocalService {
     return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
   }
 
-  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
+  /** SIGTERM to its process group, then SIGKILL if it has not exited within `graceMs`. */
   async stop(graceMs = 30_000): Promise<void> {
     const proc = this.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-    proc.kill("SIGTERM");
-    const timer = setTimeout(() => proc.kill("SIGKILL"), graceMs);
+    signalGroup(proc, "SIGTERM");
+    const timer = setTimeout(() => signalGroup(proc, "SIGKILL"), graceMs);
     await exited;
     clearTimeout(timer);
   }
@@ -114,14 +116,25 @@ abstract class LocalService {
     const proc = this.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-    proc.kill("SIGKILL");
+    signalGroup(proc, "SIGKILL");
     await exited;
   }
 }
 
+/** Signals the whole process group a service leads (it was spawned detached). */
+function signalGroup(proc: ChildProcess, signal: NodeJS.Signals): void {
+  if (proc.pid === undefined) return;
+  try {
+    process.kill(-proc.pid, signal);
+  } catch {
+    // The group is already gone.
+  }
+}
+
 const liveChildren = new Set<ChildProcess>();
+// In their own groups, services outlive this process unless it takes them along.
 process.once("exit", () => {
-  for (const child of liveChildren) child.kill("SIGKILL");
+  for (const child of liveChildren) signalGroup(child, "SIGKILL");
 });
 
 /** Listeners beside the PLAINTEXT one (which stays the inter-broker listener), e.g. for TLS and SASL tests. */
@@ -317,7 +330,8 @@ export interface LocalServices {
   kafka: LocalKafka;
   influx: LocalInflux;
   env: ServiceEnv;
-  stop(): Promise<void>;
+  /** Both at once; each gets SIGTERM, then SIGKILL after `graceMs` (default 30 s). */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /** Builds (first time), starts and waits for both services. Kafka and InfluxDB start in parallel. */
@@ -344,8 +358,8 @@ export async function startLocalServices(dir: string): Promise<LocalServices> {
       INFLUX_ORG: influx.org,
       INFLUX_BUCKET: influx.bucket,
     },
-    stop: async () => {
-      await Promise.all([kafka.stop(), influx.stop()]);
+    stop: async (graceMs?: number) => {
+      await Promise.all([kafka.stop(graceMs), influx.stop(graceMs)]);
     },
   };
 }
@@ -356,7 +370,7 @@ export async function startLocalServices(dir: string): Promise<LocalServices> {
  */
 export async function ensureServices(
   dir: string,
-): Promise<{ env: ServiceEnv; stop(): Promise<void>; local?: LocalServices }> {
+): Promise<{ env: ServiceEnv; stop(graceMs?: number): Promise<void>; local?: LocalServices }> {
   const e = process.env;
   if (e.KAFKA_BROKERS && e.INFLUX_URL) {
     const missing = ["INFLUX_TOKEN", "INFLUX_ORG", "INFLUX_BUCKET"].filter((k) => !e[k]);

@@ -11,7 +11,7 @@ import {
 import { describe, expect, it } from "vitest";
 import { ConfigError, type KafkaConfig } from "../../common/config.js";
 import { InfluxAccessError } from "../../common/influx.js";
-import { isRetriableStartupError, KafkaAccessError, kafkaAccessProblem } from "../../common/kafka.js";
+import { isConfigurationError, KafkaAccessError, kafkaAccessProblem } from "../../common/kafka.js";
 
 const CONFIG: KafkaConfig = {
   brokers: ["kafka.example:9093"],
@@ -30,7 +30,7 @@ function connectionError(code: string) {
   return new KafkaJSConnectionError(`Connection error: ${code}`, { broker: "kafka.example:9093", code });
 }
 
-describe("kafkaAccessProblem and isRetriableStartupError", () => {
+describe("kafkaAccessProblem and isConfigurationError", () => {
   it("names the user and mechanism of a failed SASL authentication, and does not retry it", () => {
     const err = new SaslAuthenticationError(
       "SASL SCRAM SHA512 authentication failed: Invalid username or password",
@@ -41,7 +41,7 @@ describe("kafkaAccessProblem and isRetriableStartupError", () => {
     expect(problem?.message).toMatch(
       /^Kafka authentication failed for user "ingest" with mechanism scram-sha-512 \(SASL SCRAM SHA512 .*\): check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM$/,
     );
-    expect(isRetriableStartupError(err)).toBe(false);
+    expect(isConfigurationError(err)).toBe(true);
   });
 
   it("sees an untrusted certificate even after kafkajs has retried it, and points at KAFKA_SSL_CA_FILE", () => {
@@ -52,7 +52,7 @@ describe("kafkaAccessProblem and isRetriableStartupError", () => {
     expect(kafkaAccessProblem(err, CONFIG)?.message).toBe(
       "certificate of Kafka broker kafka.example:9093 not trusted (SELF_SIGNED_CERT_IN_CHAIN): set KAFKA_SSL_CA_FILE to the PEM file of the CA that signed it",
     );
-    expect(isRetriableStartupError(err)).toBe(false);
+    expect(isConfigurationError(err)).toBe(true);
   });
 
   it("tells a missing client certificate from a refused one", () => {
@@ -76,7 +76,7 @@ describe("kafkaAccessProblem and isRetriableStartupError", () => {
       }),
     );
     expect(kafkaAccessProblem(err, CONFIG)?.reason).toBe("authorization");
-    expect(isRetriableStartupError(err)).toBe(false);
+    expect(isConfigurationError(err)).toBe(true);
   });
 
   it("retries a broker that is not up yet, and never retries configuration errors", () => {
@@ -85,8 +85,8 @@ describe("kafkaAccessProblem and isRetriableStartupError", () => {
       retryTime: 10_000,
     });
     expect(kafkaAccessProblem(refused, CONFIG)).toBeUndefined();
-    expect(isRetriableStartupError(refused)).toBe(true);
-    expect(isRetriableStartupError(new ConfigError("KAFKA_BROKERS is required"))).toBe(false);
-    expect(isRetriableStartupError(new InfluxAccessError("token rejected"))).toBe(false);
+    expect(isConfigurationError(refused)).toBe(false);
+    expect(isConfigurationError(new ConfigError("KAFKA_BROKERS is required"))).toBe(true);
+    expect(isConfigurationError(new InfluxAccessError("token rejected"))).toBe(true);
   });
 });
