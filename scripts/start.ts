@@ -45,11 +45,11 @@ async function main(): Promise<void> {
   };
 
   const children: ChildProcess[] = [];
-  const run = (name: string, file: string, args: string[] = []) => {
+  const run = (name: string, file: string, args: string[] = [], extraEnv: NodeJS.ProcessEnv = {}) => {
     const out = createWriteStream(join(DATA, "logs", `${name}.log`), { flags: "a" });
     const child = spawn(process.execPath, ["--import", "tsx", file, ...args], {
       cwd: ROOT,
-      env,
+      env: { ...env, ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });
     child.stdout?.pipe(out);
@@ -80,7 +80,13 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void stop());
   process.on("SIGTERM", () => void stop());
 
-  run("ingest", "ingest/main.ts");
+  // The worker only writes: it gets the write-only token when provisioning made one.
+  run(
+    "ingest",
+    "ingest/main.ts",
+    [],
+    services.env.INFLUX_WRITE_TOKEN ? { INFLUX_TOKEN: services.env.INFLUX_WRITE_TOKEN } : {},
+  );
   run("api", "api/main.ts");
   run("simulator", "ingest/simulator.ts", [
     "--sensors",
@@ -113,7 +119,8 @@ Sensor analytics is running.
   try            curl -H "Authorization: Bearer ${tokens.read}" "${api}/v1/aggregates?window=1m&start=-10m"
   ingest metrics http://127.0.0.1:${process.env.INGEST_METRICS_PORT ?? "9464"}/metrics
   Kafka          ${services.env.KAFKA_BROKERS}
-  InfluxDB       ${services.env.INFLUX_URL}  (org ${services.env.INFLUX_ORG}, bucket ${services.env.INFLUX_BUCKET}, token ${services.env.INFLUX_TOKEN})
+  InfluxDB       ${services.env.INFLUX_URL}  (org ${services.env.INFLUX_ORG}, bucket ${services.env.INFLUX_BUCKET})
+  read-only InfluxDB token (for Grafana)  ${services.env.INFLUX_READ_TOKEN ?? services.env.INFLUX_TOKEN}
   logs           .data/logs/
 The simulator sends 10 readings/s from 10 sensors. Ctrl-C stops everything.
 `);
