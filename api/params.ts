@@ -101,11 +101,14 @@ function parseTimeText(text: string, now: number): number | undefined {
   return parseDateTime(text);
 }
 
-/** A duration parameter (window, every, gap, lookback) no longer than the widest range a query may cover. */
+/**
+ * A duration parameter (window, every, gap, lookback) no longer than the widest range a query may
+ * cover. The schema's pattern says what a duration is; the limit is configuration: 422.
+ */
 export function durationParam(text: string, name: string, maxRangeMs: number): number {
   const ms = durationMs(text);
   if (ms > maxRangeMs) {
-    throw badRequest(
+    throw tooLarge(
       `${name}=${text} is longer than the widest range a query may cover (${maxRangeMs / 86_400_000} days): use at most ${Math.floor(maxRangeMs / 3_600_000)}h`,
     );
   }
@@ -158,7 +161,7 @@ export const LimitParam = Type.Integer({
   description: `Most items per page (1–${MAX_PAGE})`,
 });
 export const CursorParam = Type.String({
-  maxLength: 2048,
+  pattern: "^[A-Za-z0-9_-]{1,2048}$",
   description: "next_cursor from the previous page, unchanged; omit for the first page",
 });
 

@@ -123,7 +123,7 @@ interface ValidationIssue {
   keyword: string;
   instancePath: string;
   schemaPath?: string;
-  parentSchema?: { description?: string };
+  parentSchema?: { description?: string; anyOf?: { type?: string }[] };
   message?: string;
   params: Record<string, unknown>;
   data?: unknown;
@@ -135,8 +135,14 @@ export function validationProblem(
   instance: string,
 ): Problem {
   const issues = error.validation ?? [];
-  // An alternative (anyOf) that failed is one error, described by its schema, not one per branch.
-  const alternatives = issues.filter((v) => v.keyword === "anyOf").map((v) => `${v.schemaPath ?? ""}/`);
+  // A scalar with alternative forms (a time: RFC 3339, epoch ms or -duration) that matches none is
+  // one error described by its schema, not one per form. Object alternatives keep each branch's
+  // errors: they say which property was wrong.
+  const scalarChoice = (v: ValidationIssue) =>
+    v.keyword === "anyOf" &&
+    v.parentSchema?.description !== undefined &&
+    (v.parentSchema.anyOf ?? []).every((branch) => branch.type !== "object");
+  const alternatives = issues.filter(scalarChoice).map((v) => `${v.schemaPath ?? ""}/`);
   const kept = issues.filter(
     (v) => !alternatives.some((prefix) => prefix !== "/" && (v.schemaPath ?? "").startsWith(prefix)),
   );

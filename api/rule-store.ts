@@ -222,7 +222,7 @@ export class RuleStore {
     throw new ProblemError(
       412,
       "Precondition failed",
-      `the rule's ETag is ${etag(current)}, If-Match was ${ifMatch}${weak ? " (weak ETags never match a change: send the strong ETag)" : ""}; GET it again and reapply your change`,
+      `the rule changed: its ETag is now ${etag(current)}, yours was ${ifMatch}${weak ? " (weak ETags never match a change: send the strong ETag)" : ""}; GET it again and reapply your change`,
       "precondition-failed",
     );
   }

@@ -13,6 +13,7 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
   type RouteOptions,
 } from "fastify";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
@@ -210,6 +211,12 @@ export async function buildServer({
   });
   app.addSchema(Problem);
   app.setErrorHandler((error: FastifyError | ProblemError, request, reply) => {
+    // A method with a body (QUERY, POST) on a path without it fails body parsing before the
+    // not-found handler runs; the answer is still 405 or 404.
+    if (request.is404) {
+      noRoute(request, reply);
+      return;
+    }
     let problem: Problem;
     if (error instanceof ProblemError) {
       problem = error.toProblem(request.url);
@@ -249,7 +256,8 @@ export async function buildServer({
     }
     reply.status(problem.status).type(PROBLEM_MEDIA_TYPE).send(problem);
   });
-  app.setNotFoundHandler((request, reply) => {
+  /** 405 with Allow for a known path, else 404. */
+  const noRoute = (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split("?")[0] ?? "/";
     const allowed = known.allowed(path);
     if (allowed.length > 0) {
@@ -276,7 +284,8 @@ export async function buildServer({
         detail: `no route ${request.method} ${path}; see /docs for the API`,
         instance: request.url,
       });
-  });
+  };
+  app.setNotFoundHandler(noRoute);
 
   await app.register(swagger, {
     openapi: {

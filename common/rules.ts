@@ -54,6 +54,8 @@ const Field = Type.String({
 });
 const Comparison = Type.Union([Type.Literal("above"), Type.Literal("below")]);
 
+const TAG_KEY = "^[A-Za-z][A-Za-z0-9_]{0,63}$";
+
 export const SensorSelector = Type.Union(
   [
     Type.Object({ type: Type.Literal("all") }, { additionalProperties: false }),
@@ -72,9 +74,15 @@ export const SensorSelector = Type.Union(
       {
         type: Type.Literal("tags"),
         tags: Type.Record(
-          Type.String({ pattern: "^[A-Za-z][A-Za-z0-9_]{0,63}$" }),
+          Type.String({ pattern: TAG_KEY }),
           Type.String({ minLength: 1, maxLength: 256, pattern: TEXT_PATTERN }),
-          { minProperties: 1, maxProperties: 16, additionalProperties: false },
+          // propertyNames states the key rule in a form generators and validators both read.
+          {
+            minProperties: 1,
+            maxProperties: 16,
+            additionalProperties: false,
+            propertyNames: { pattern: TAG_KEY },
+          },
         ),
       },
       { additionalProperties: false },

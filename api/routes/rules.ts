@@ -6,16 +6,9 @@
  * A webhook's url and secret are shown to admin tokens only.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import { Type } from "@sinclair/typebox";
+import { type TSchema, Type } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
-import {
-  type AlertRule,
-  AlertRuleInput,
-  AlertRuleView,
-  Condition,
-  SensorSelector,
-  Webhook,
-} from "../../common/rules.js";
+import { type AlertRule, AlertRuleInput, AlertRuleView } from "../../common/rules.js";
 import { checkWebhookTarget, WebhookTargetError } from "../../common/webhooks.js";
 import { scopeOf } from "../auth.js";
 import { ProblemError, problemResponses, unprocessable } from "../problem.js";
@@ -45,28 +38,32 @@ const IdempotencyKey = Type.Object({
 });
 const RuleList = Type.Object({ rules: Type.Array(AlertRuleView) });
 
-/** A merge patch may name a part of each field; null removes an optional field. */
-const partialOf = (schema: { anyOf: unknown[] }) =>
-  Type.Union((schema.anyOf as Parameters<typeof Type.Partial>[0][]).map((s) => Type.Partial(s)));
-const PatchBody = Type.Object(
-  {
-    name: Type.Optional(AlertRuleInput.properties.name),
-    sensors: Type.Optional(partialOf(SensorSelector)),
-    field: Type.Optional(AlertRuleInput.properties.field),
-    condition: Type.Optional(partialOf(Condition)),
-    severity: Type.Optional(AlertRuleInput.properties.severity),
-    for: Type.Optional(Type.Union([AlertRuleInput.properties.for, Type.Null()])),
-    hysteresis: Type.Optional(Type.Union([AlertRuleInput.properties.hysteresis, Type.Null()])),
-    resolve_after: Type.Optional(Type.Union([AlertRuleInput.properties.resolve_after, Type.Null()])),
-    enabled: Type.Optional(Type.Union([AlertRuleInput.properties.enabled, Type.Null()])),
-    webhook: Type.Optional(Type.Union([Type.Partial(Webhook), Type.Null()])),
-  },
-  {
-    additionalProperties: false,
-    description:
-      "JSON Merge Patch (RFC 7396) of the rule's fields; null removes an optional one. Each part must be valid alone; the patched rule is then validated as a whole (422 when the parts do not fit together, e.g. a condition type without its options).",
-  },
-);
+/**
+ * The schema of a JSON Merge Patch of `schema`: every property optional, an optional one may be
+ * null (removes it), objects recursively; alternatives stay alternatives.
+ */
+function mergePatchOf(schema: TSchema): TSchema {
+  const s = schema as TSchema & {
+    anyOf?: TSchema[];
+    properties?: Record<string, TSchema>;
+    required?: string[];
+  };
+  if (s.anyOf) return Type.Union(s.anyOf.map(mergePatchOf));
+  if (s.type !== "object" || !s.properties) return schema;
+  const required = new Set(s.required ?? []);
+  const properties: Record<string, TSchema> = {};
+  for (const [key, value] of Object.entries(s.properties)) {
+    const patch = mergePatchOf(value);
+    properties[key] = Type.Optional(required.has(key) ? patch : Type.Union([patch, Type.Null()]));
+  }
+  return Type.Object(properties, { additionalProperties: false });
+}
+
+const PatchBody = Type.Unsafe<Record<string, unknown>>({
+  ...mergePatchOf(AlertRuleInput),
+  description:
+    "JSON Merge Patch (RFC 7396) of the rule's fields; null removes an optional one. Each part must be valid alone; the patched rule is then validated as a whole (422 when the parts do not fit together, e.g. a condition type without its options).",
+});
 
 const etagHeader = {
   ETag: { description: 'The rule\'s strong ETag ("<version>")', schema: { type: "string" } },
@@ -272,6 +269,6 @@ export const preconditionRequired = (id: string, current: string | undefined) =>
   new ProblemError(
     428,
     "Precondition required",
-    `send If-Match with the rule's ETag${current ? ` (now ${current})` : ""} so a concurrent change to rule ${id} is not overwritten`,
+    `send If-Match: ${current ?? "<the rule's ETag>"} (the rule's ETag) so a concurrent change to rule ${id} is not overwritten`,
     "precondition-required",
   );
