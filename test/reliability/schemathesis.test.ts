@@ -80,6 +80,8 @@ describe("schemathesis against the OpenAPI document", () => {
       "--request-timeout",
       "30",
       "--no-color",
+      "--generation-database",
+      "none",
       "--report",
       "junit",
       "--report-junit-path",

@@ -180,7 +180,9 @@ describe("Grafana provisioning", () => {
       /#.*$/gm,
       "",
     );
-    const used = [...text.matchAll(/\$\{?([A-Z_][A-Z0-9_]*)\}?/g)].map((m) => m[1]);
+    // $NAME and ${NAME} come from the environment; $__file{...} is Grafana's own expansion.
+    const used = [...text.matchAll(/\$\{?([A-Z][A-Z0-9_]*)\}?/g)].map((m) => m[1]);
+    expect(text).toContain("$__file{/run/influx-tokens/grafana-read-token}");
     expect(used.sort()).toEqual(["INFLUX_BUCKET", "INFLUX_ORG", "INFLUX_URL"]);
     for (const name of used) expect(Object.keys(grafana?.environment ?? {})).toContain(name);
     // The token file comes from the volume the influxdb init script writes it to.
