@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import { CompactedTable } from "../common/compacted-table.js";
 import type { KafkaConfig } from "../common/config.js";
 import { ensureTopics, type Kafka, type Producer, withAdmin } from "../common/kafka.js";
-import { type AlertRule, AlertRuleInput, parseStoredRule } from "../common/rules.js";
+import { type AlertRule, AlertRuleInput, invalidTagKey, parseStoredRule } from "../common/rules.js";
 import { topicName } from "../common/topics.js";
 import { ProblemError, unavailable, unprocessable } from "./problem.js";
 
@@ -145,6 +145,7 @@ export class RuleStore {
     input: AlertRuleInput,
     idempotencyKey: string | undefined,
   ): Promise<{ rule: AlertRule; created: boolean }> {
+    checkTagKeys(input);
     const digest = requestDigest(input);
     const id = idempotencyKey === undefined ? randomUUID() : idFromKey(idempotencyKey);
     const replay = this.replayOf(id, digest);
@@ -183,6 +184,7 @@ export class RuleStore {
   }
 
   private async update(current: AlertRule, input: AlertRuleInput): Promise<AlertRule> {
+    checkTagKeys(input);
     const rule: AlertRule = {
       ...withSecret(input, current.webhook?.secret),
       enabled: input.enabled ?? true,
@@ -296,6 +298,15 @@ export class RuleStore {
       // Applied (the state did not move meanwhile): the latest record is the current state.
       if (this.table.metaOf(id)?.version === meta.version) return;
     }
+  }
+}
+
+function checkTagKeys(input: AlertRuleInput): void {
+  const key = invalidTagKey(input);
+  if (key !== undefined) {
+    throw unprocessable(
+      `sensors.tags has the name ${JSON.stringify(key)}, which is not a tag name: use 1–64 characters of A-Z a-z 0-9 _, starting with a letter`,
+    );
   }
 }
 

@@ -244,3 +244,35 @@ describe("webhooks", () => {
     expect(refused.body.detail).toContain("a private address");
   });
 });
+
+describe("tag selectors", () => {
+  let api: Api;
+
+  beforeAll(async () => {
+    api = await startApi(await isolatedEnv("api-tag-keys", { KAFKA_PARTITIONS: "1" }));
+  });
+
+  afterAll(async () => {
+    await api?.stop();
+  });
+
+  it("refuses a tag name that readings could never carry with 422, and keeps the valid ones intact", async () => {
+    for (const key of ["", "1site", "site name", "é"]) {
+      const res = await sendJson<Problem>(
+        "POST",
+        `${api.url}/v1/rules`,
+        rule({ sensors: { type: "tags", tags: { [key]: "north" } } }),
+      );
+      expect({ key, status: res.status }).toEqual({ key, status: 422 });
+      expect(res.body.detail).toContain(JSON.stringify(key));
+    }
+    const ok = await sendJson<AlertRule>(
+      "POST",
+      `${api.url}/v1/rules`,
+      rule({ sensors: { type: "tags", tags: { site: "north", floor_2: "b" } } }),
+    );
+    expect(ok.status).toBe(201);
+    const stored = await getJson<AlertRule>(`${api.url}/v1/rules/${ok.body.id}`);
+    expect(stored.body.sensors).toEqual({ type: "tags", tags: { site: "north", floor_2: "b" } });
+  });
+});

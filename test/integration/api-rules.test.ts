@@ -448,10 +448,11 @@ describe("alert-rule management API", () => {
         { severity: "warning" },
         { headers: { "if-match": 'W/"3"' } },
       );
-      expect(weak.status).toBe(200);
-      expect(weak.etag).toBe('"4"');
+      // If-Match compares strongly: a weak ETag never matches a change.
+      expect(weak.status).toBe(412);
+      expect((weak.body as unknown as Problem).detail).toContain("weak ETags never match");
 
-      const removed = await sendJson("DELETE", url, undefined, { headers: { "if-match": '"4"' } });
+      const removed = await sendJson("DELETE", url, undefined, { headers: { "if-match": '"3"' } });
       expect(removed.status).toBe(204);
       expect(removed.body).toBeNull();
     });
@@ -516,7 +517,7 @@ describe("alert-rule management API", () => {
         updated_at: res.body.updated_at,
       });
       expect(res.body).not.toHaveProperty("for");
-      expect((await getJson<AlertRule>(url)).body).toEqual(res.body);
+      expect((await getJson<AlertRule>(url, ADMIN_TOKEN)).body).toEqual(res.body);
     });
 
     it("rejects a patch that makes the rule invalid and leaves it unchanged", async () => {
