@@ -29,9 +29,10 @@ function installSchemathesis(): void {
   run(join(VENV, "bin", "pip"), ["install", "--quiet", `schemathesis==${VERSION}`]);
 }
 
-function schemathesis(args: string[]): Promise<{ code: number | null; output: string }> {
+/** Runs in `cwd` (a temporary directory): schemathesis keeps a cache of its own there. */
+function schemathesis(args: string[], cwd: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } });
+    const child = spawn(BIN, args, { cwd, env: { ...process.env, NO_COLOR: "1" } });
     let output = "";
     child.stdout.on("data", (c) => (output += c));
     child.stderr.on("data", (c) => (output += c));
@@ -87,7 +88,7 @@ describe("schemathesis against the OpenAPI document", () => {
       "--report-junit-path",
       join(reports, "junit.xml"),
     ];
-    const { code, output } = await schemathesis(args);
+    const { code, output } = await schemathesis(args, reports);
     process.stdout.write(`${output}\n`);
     const junit = await readFile(join(reports, "junit.xml"), "utf8").catch(() => "");
     const failures = Number(/failures="(\d+)"/.exec(junit)?.[1] ?? Number.NaN);
