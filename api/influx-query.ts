@@ -1,7 +1,30 @@
-/** Runs parameterised Flux (the client's `flux` templates, never string concatenation) and times it. */
-import type { InfluxDB, ParameterizedQuery } from "@influxdata/influxdb-client";
+/**
+ * Runs parameterised Flux (the client's `flux` templates, never string concatenation), times it,
+ * holds it to a time budget, and says whose fault a failure is: InfluxDB unreachable or overloaded
+ * is a 503 with Retry-After, a query past its budget is cancelled (the request is aborted, which
+ * makes InfluxDB cancel the query) and answered 504, and anything else InfluxDB refuses is a query
+ * this service built wrongly: a 500 with an error id.
+ */
+import { randomUUID } from "node:crypto";
+import {
+  type FluxTableMetaData,
+  HttpError,
+  type InfluxDB,
+  type ParameterizedQuery,
+} from "@influxdata/influxdb-client";
 import { Histogram, type Registry } from "prom-client";
-import { ProblemError } from "./problem.js";
+import { ProblemError, unavailable } from "./problem.js";
+
+const NETWORK_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EPIPE",
+  "ETIMEDOUT",
+]);
 
 export class FluxRunner {
   private readonly latency: Histogram;
@@ -10,6 +33,7 @@ export class FluxRunner {
     private readonly influx: InfluxDB,
     private readonly org: string,
     registry: Registry,
+    private readonly timeoutMs = 20_000,
   ) {
     this.latency = new Histogram({
       name: "api_influx_query_seconds",
@@ -21,40 +45,93 @@ export class FluxRunner {
   }
 
   async rows<T>(name: string, query: ParameterizedQuery | string): Promise<T[]> {
-    return this.timed(name, () => this.influx.getQueryApi(this.org).collectRows<T>(query));
+    const rows: T[] = [];
+    await this.run(name, query, (values, meta) => rows.push(meta.toObject(values) as T));
+    return rows;
   }
 
   /** The named columns of every row, as InfluxDB's text (no object per row: for large answers). */
   async columns(name: string, query: string, columns: string[]): Promise<(string | undefined)[][]> {
-    return this.timed(name, async () => {
-      const out: (string | undefined)[][] = [];
-      let meta: unknown;
-      let index: number[] = [];
-      for await (const { values, tableMeta } of this.influx.getQueryApi(this.org).iterateRows(query)) {
-        if (tableMeta !== meta) {
-          meta = tableMeta;
-          index = columns.map((c) => tableMeta.columns.findIndex((col) => col.label === c));
-        }
-        out.push(index.map((i) => (i < 0 ? undefined : values[i])));
+    const out: (string | undefined)[][] = [];
+    let meta: FluxTableMetaData | undefined;
+    let index: number[] = [];
+    await this.run(name, query, (values, tableMeta) => {
+      if (tableMeta !== meta) {
+        meta = tableMeta;
+        index = columns.map((c) => tableMeta.columns.findIndex((col) => col.label === c));
       }
-      return out;
+      out.push(index.map((i) => (i < 0 ? undefined : values[i])));
     });
+    return out;
   }
 
-  private async timed<T>(name: string, work: () => Promise<T>): Promise<T> {
+  /** Streams the answer's rows to `row`, within the time budget; failures classified. */
+  private async run(
+    name: string,
+    query: ParameterizedQuery | string,
+    row: (values: string[], meta: FluxTableMetaData) => void,
+  ): Promise<void> {
     const end = this.latency.startTimer({ query: name });
     try {
-      return await work();
+      await new Promise<void>((resolve, reject) => {
+        let cancel: (() => void) | undefined;
+        const timer = setTimeout(() => {
+          cancel?.();
+          reject(new QueryTimeout());
+        }, this.timeoutMs);
+        this.influx.getQueryApi(this.org).queryRows(query, {
+          useCancellable: (cancellable) => {
+            cancel = () => cancellable.cancel();
+          },
+          next: row,
+          error: (err) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+          complete: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
+      });
     } catch (err) {
-      const message = (err as Error).message;
-      throw new ProblemError(
-        503,
-        "Storage unavailable",
-        `InfluxDB could not answer the query: ${message.slice(0, 300)}`,
-        "storage-unavailable",
-      );
+      throw classify(err, name, this.timeoutMs);
     } finally {
       end();
     }
   }
+}
+
+class QueryTimeout extends Error {}
+
+function classify(err: unknown, name: string, timeoutMs: number): ProblemError {
+  if (err instanceof QueryTimeout || (err as Error).name === "RequestTimedOutError") {
+    return new ProblemError(
+      504,
+      "Query timed out",
+      `the ${name} query ran longer than ${timeoutMs} ms and was cancelled: narrow the range (start/stop), ask for fewer sensors, or use a larger window`,
+      "query-timeout",
+    );
+  }
+  if (err instanceof HttpError) {
+    if (err.statusCode === 429 || err.statusCode === 503) {
+      return unavailable("Storage", `InfluxDB is overloaded (HTTP ${err.statusCode}); retry shortly`);
+    }
+  } else {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as { cause?: { code?: string } }).cause?.code;
+    if (code && NETWORK_ERRORS.has(code)) {
+      return unavailable("Storage", `InfluxDB cannot be reached (${code}); retry shortly`);
+    }
+  }
+  // InfluxDB refused a query this service built: our bug, never the caller's.
+  const errorId = randomUUID();
+  const problem = new ProblemError(
+    500,
+    "Internal error",
+    `the ${name} query failed; it has been logged under error id ${errorId}`,
+    "internal",
+  );
+  problem.errorId = errorId;
+  problem.cause = err;
+  return problem;
 }

@@ -13,7 +13,7 @@ import {
 import { Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import type { FluxRunner } from "./influx-query.js";
-import { badRequest } from "./problem.js";
+import { unprocessable } from "./problem.js";
 
 export type Order = "asc" | "desc";
 
@@ -44,7 +44,8 @@ export function decodeCursor(cursor: string, keyCount: number): Position {
     parsed = undefined;
   }
   if (!Value.Check(PositionSchema, parsed) || parsed.k.length !== keyCount) {
-    throw badRequest(
+    // Well-formed (the schema's pattern) but not a position this API issued: 422, not 400.
+    throw unprocessable(
       `cursor ${JSON.stringify(cursor.slice(0, 64))} is not valid: pass the next_cursor of the previous response unchanged, or omit cursor for the first page`,
     );
   }

@@ -7,7 +7,7 @@ import {
   SENSOR_ID_SOURCE,
 } from "../common/reading.js";
 import { durationToMs } from "../common/rules.js";
-import { badRequest, tooLarge } from "./problem.js";
+import { badRequest, tooLarge, unprocessable } from "./problem.js";
 
 export const DURATION_PATTERN = "^[1-9][0-9]{0,8}(ms|s|m|h|d)$";
 /** A duration parameter in ms; the parsing is the rules' own, the error a 400 problem. */
@@ -19,10 +19,24 @@ export function durationMs(text: string): number {
   }
 }
 
-export const TimeParam = Type.String({
-  description: "RFC 3339 time (2024-10-27T03:33:20Z), epoch milliseconds, or a duration before now (-1h)",
-  examples: ["-1h", "2024-10-27T03:33:20Z", "1730000000000"],
-});
+/** Relative times: a duration before now. */
+export const RELATIVE_TIME_PATTERN = "^-[1-9][0-9]{0,8}(ms|s|m|h|d)$";
+/**
+ * Epoch milliseconds: 12 or 13 digits (1973-03-03 to 2286-11-20). Fewer digits are refused: a
+ * 10-digit number is far more likely epoch seconds than a time in January 1970.
+ */
+export const EPOCH_MS_PATTERN = "^[1-9][0-9]{11,12}$";
+const TIME_FORMS =
+  "RFC 3339 with a zone (2024-10-27T03:33:20Z, 2024-10-27T05:33:20.5+02:00), epoch milliseconds (12–13 digits, 1730000000000), or a duration before now (-1h)";
+
+export const TimeParam = Type.Union(
+  [
+    Type.String({ pattern: RELATIVE_TIME_PATTERN }),
+    Type.String({ pattern: EPOCH_MS_PATTERN }),
+    Type.String({ format: "date-time" }),
+  ],
+  { description: TIME_FORMS, examples: ["-1h", "2024-10-27T03:33:20Z", "1730000000000"] },
+);
 
 /**
  * The reading contract's sensor id. JSON Schema counts characters, not bytes: an id of up to 256
@@ -44,56 +58,102 @@ export const FieldParam = Type.String({
 export const MIN_TIME = 0;
 export const MAX_TIME = Date.UTC(2200, 0, 1);
 
-/** Parses a start/stop parameter into epoch ms. */
+/**
+ * Parses a start/stop/at parameter into epoch ms. A text that is none of the accepted forms (or a
+ * date that does not exist, like February 30th) is a 400; a well-formed time outside what storage
+ * can hold is a 422 (the schema cannot say it).
+ */
 export function parseTime(text: string, name: string, now: number): number {
   const ms = parseTimeText(text, now);
-  if (ms !== undefined && ms >= MIN_TIME && ms <= MAX_TIME) return ms;
-  if (ms !== undefined) {
-    throw badRequest(
-      `${name}=${JSON.stringify(text)} is ${Number.isFinite(ms) && Math.abs(ms) < 8.64e15 ? new Date(ms).toISOString() : "out of range"}: use a time between ${new Date(MIN_TIME).toISOString()} and ${new Date(MAX_TIME).toISOString()}`,
-    );
+  if (ms === undefined) {
+    throw badRequest(`${name}=${JSON.stringify(text)} is not valid: use ${TIME_FORMS}`);
   }
-  throw badRequest(
-    `${name}=${JSON.stringify(text)} is not valid: use RFC 3339 (2024-10-27T03:33:20Z), epoch ms, or -<duration> (-1h)`,
+  if (ms >= MIN_TIME && ms <= MAX_TIME) return ms;
+  throw unprocessable(
+    `${name}=${JSON.stringify(text)} is ${Number.isFinite(ms) && Math.abs(ms) < 8.64e15 ? new Date(ms).toISOString() : "out of range"}: use a time between ${new Date(MIN_TIME).toISOString()} and ${new Date(MAX_TIME).toISOString()}`,
   );
 }
 
-function parseTimeText(text: string, now: number): number | undefined {
-  if (/^-\d+(ms|s|m|h|d)$/.test(text)) return now - durationMs(text.slice(1));
-  if (/^\d{1,16}$/.test(text)) return Number(text);
-  if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.test(text)) {
-    const ms = Date.parse(text);
-    if (!Number.isNaN(ms)) return ms;
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const leapYear = (y: number) => (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+/** RFC 3339 date-time, as the schema's `date-time` format (ajv-formats) accepts it. */
+const DATE_TIME =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|([+-])(\d{2})(?::?(\d{2}))?)$/;
+
+/** Epoch ms of an RFC 3339 date-time, or undefined when it is malformed or names a day that does not exist. */
+export function parseDateTime(text: string): number | undefined {
+  const m = DATE_TIME.exec(text);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as number[] as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const zoneH = Number(m[9] ?? 0);
+  const zoneM = Number(m[10] ?? 0);
+  const monthDays = month === 2 && leapYear(year) ? 29 : (DAYS_IN_MONTH[month - 1] ?? 0);
+  if (month < 1 || month > 12 || day < 1 || day > monthDays) return undefined;
+  if (hour > 23 || minute > 59 || second > 60 || zoneH > 23 || zoneM > 59) return undefined;
+  const offset = (m[8] === "-" ? -1 : 1) * (zoneH * 60 + zoneM) * 60_000;
+  const fraction = m[7] ? Math.floor(Number(`0${m[7]}`) * 1000) : 0;
+  // A leap second (23:59:60 UTC) is counted as the last millisecond of its minute.
+  const ms = Date.UTC(year, month - 1, day, hour, minute, Math.min(second, 59)) - offset;
+  if (second === 60) {
+    const utc = new Date(ms);
+    if (utc.getUTCHours() !== 23 || utc.getUTCMinutes() !== 59) return undefined;
+    return ms + 999;
   }
-  return undefined;
+  return ms + fraction;
 }
 
-/** A duration parameter (window, every, gap, lookback) no longer than the widest range a query may cover. */
+function parseTimeText(text: string, now: number): number | undefined {
+  if (new RegExp(RELATIVE_TIME_PATTERN).test(text)) return now - durationMs(text.slice(1));
+  if (new RegExp(EPOCH_MS_PATTERN).test(text)) return Number(text);
+  return parseDateTime(text);
+}
+
+/**
+ * A duration parameter (window, every, gap, lookback) no longer than the widest range a query may
+ * cover. The schema's pattern says what a duration is; the limit is configuration: 422.
+ */
 export function durationParam(text: string, name: string, maxRangeMs: number): number {
   const ms = durationMs(text);
   if (ms > maxRangeMs) {
-    throw badRequest(
+    throw tooLarge(
       `${name}=${text} is longer than the widest range a query may cover (${maxRangeMs / 86_400_000} days): use at most ${Math.floor(maxRangeMs / 3_600_000)}h`,
     );
   }
   return ms;
 }
 
+/** The range a query covers when it names no start: the hour before stop. */
+export const DEFAULT_RANGE_MS = 3_600_000;
+
 export interface TimeRange {
   start: number;
   stop: number;
 }
 
+/**
+ * The [start, stop) range of a query. `stop` alone is fine: start is then `stop` − 1h. A range that
+ * is empty or reversed is a 422: each time is valid alone, only together they ask for nothing.
+ */
 export function parseRange(
   query: { start?: string; stop?: string },
   maxRangeMs: number,
   now = Date.now(),
 ): TimeRange {
-  const start = parseTime(query.start ?? "-1h", "start", now);
   const stop = query.stop === undefined ? now : parseTime(query.stop, "stop", now);
+  const start =
+    query.start === undefined
+      ? Math.max(MIN_TIME, stop - DEFAULT_RANGE_MS)
+      : parseTime(query.start, "start", now);
   if (stop <= start)
-    throw badRequest(
-      `stop (${new Date(stop).toISOString()}) must be after start (${new Date(start).toISOString()})`,
+    throw unprocessable(
+      `stop (${new Date(stop).toISOString()}) must be after start (${new Date(start).toISOString()}): the range [start, stop) is empty`,
     );
   if (stop - start > maxRangeMs) {
     throw tooLarge(
@@ -115,7 +175,7 @@ export const LimitParam = Type.Integer({
   description: `Most items per page (1–${MAX_PAGE})`,
 });
 export const CursorParam = Type.String({
-  maxLength: 2048,
+  pattern: "^[A-Za-z0-9_-]{1,2048}$",
   description: "next_cursor from the previous page, unchanged; omit for the first page",
 });
 

@@ -2,7 +2,7 @@
  * Builds the Fastify app: OpenAPI (@fastify/swagger, UI at /docs), problem-details errors, auth,
  * per-token rate limits, request metrics, and the route plugins. Listening is left to the caller (api/main.ts, tests).
  */
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
@@ -13,24 +13,25 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
   type RouteOptions,
 } from "fastify";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { createInflux } from "../common/influx.js";
 import type { Kafka } from "../common/kafka.js";
 import { MAX_SENSOR_ID_BYTES } from "../common/reading.js";
-import { requireScope, type Scope } from "./auth.js";
+import { requireScope, type Scope, scopeOf, type TokenSet } from "./auth.js";
 import type { ApiSettings } from "./config.js";
 import { FluxRunner } from "./influx-query.js";
-import { Problem, ProblemError, validationProblem } from "./problem.js";
+import { PROBLEM_MEDIA_TYPE, Problem, ProblemError, problemResponse, validationProblem } from "./problem.js";
 import { ReadPath } from "./read-path.js";
 import { aggregatesRoutes } from "./routes/aggregates.js";
 import { alertsRoutes } from "./routes/alerts.js";
 import { anomaliesRoutes } from "./routes/anomalies.js";
 import { healthRoutes } from "./routes/health.js";
-import { rulesRoutes } from "./routes/rules.js";
+import { preconditionRequired, RULE_LINKS, rulesRoutes } from "./routes/rules.js";
 import { sensorsRoutes } from "./routes/sensors.js";
-import { RuleStore } from "./rule-store.js";
+import { etag, RuleStore } from "./rule-store.js";
 
 export interface RouteContext {
   settings: ApiSettings;
@@ -42,6 +43,28 @@ export interface RouteContext {
   auth(scope: Scope): ReturnType<typeof requireScope>;
 }
 
+interface OpenApiDocument {
+  paths?: Record<string, Record<string, { responses?: Record<string, { links?: unknown }> }>>;
+}
+
+/** The created rule's links (its id and ETag feed GET/PUT/PATCH/DELETE /v1/rules/{id}). */
+function withRuleLinks(doc: OpenApiDocument): OpenApiDocument {
+  const created = doc.paths?.["/v1/rules"]?.post?.responses?.["201"];
+  if (created) created.links = RULE_LINKS;
+  return doc;
+}
+
+/** A PUT/PATCH/DELETE without If-Match: 428, not a generic 400. */
+function missesIfMatch(error: FastifyError): boolean {
+  return (
+    error.validationContext === "headers" &&
+    (error.validation ?? []).some(
+      (v) =>
+        v.keyword === "required" && (v.params as { missingProperty?: string }).missingProperty === "if-match",
+    )
+  );
+}
+
 export interface BuildOptions {
   settings: ApiSettings;
   kafka: Kafka;
@@ -50,10 +73,57 @@ export interface BuildOptions {
   onRoute?: (route: RouteOptions) => void;
 }
 
-/** The rate-limit key: a digest of the bearer token, so keys never hold a token; else the client address. */
-function rateLimitKey(authorization: string | undefined, ip: string): string {
-  const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "")?.[1];
-  return token ? `token:${createHash("sha256").update(token).digest("base64url")}` : `ip:${ip}`;
+/**
+ * The rate-limit key. A valid token has its own bucket (a digest, so keys never hold a token);
+ * a request without one, or with a token that is not valid, counts against its client address, so
+ * sending made-up tokens buys no extra requests.
+ */
+function rateLimitKey(authorization: string | undefined, ip: string, tokens: TokenSet): string {
+  if (scopeOf(authorization, tokens) === undefined) return `ip:${ip}`;
+  const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "")?.[1] ?? "";
+  return `token:${createHash("sha256").update(token).digest("base64url")}`;
+}
+
+interface DocumentedSchema {
+  hide?: boolean;
+  body?: unknown;
+  security?: unknown[];
+  response?: Record<string, unknown>;
+}
+
+/**
+ * Adds the answers any route can give to its documented responses: 500 everywhere, 401 and 429
+ * where a token is needed, 413 and 415 where a body is read, so the document lists every status
+ * and media type the API emits.
+ */
+function documentCommonResponses(route: RouteOptions): void {
+  const schema = route.schema as DocumentedSchema | undefined;
+  if (!schema || schema.hide || route.url.startsWith("/docs")) return;
+  schema.response ??= {};
+  const response = schema.response;
+  const codes = [500];
+  if (schema.security) codes.push(401, 429);
+  if (schema.body) codes.push(400, 413, 415);
+  for (const code of codes) response[code] ??= problemResponse(code);
+}
+
+/** Path patterns (/v1/rules/:id) and their methods, for 405 answers on known paths. */
+function routeMatcher() {
+  const routes: { pattern: RegExp; methods: Set<string> }[] = [];
+  return {
+    add(route: RouteOptions) {
+      const source = `^${route.url.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z0-9_]+/g, "[^/]+")}/?$`;
+      let entry = routes.find((r) => r.pattern.source === source);
+      if (!entry) {
+        entry = { pattern: new RegExp(source), methods: new Set() };
+        routes.push(entry);
+      }
+      for (const method of [route.method].flat()) entry.methods.add(method.toUpperCase());
+    },
+    allowed(path: string): string[] {
+      return [...new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => [...r.methods]))].sort();
+    },
+  };
 }
 
 const MAX_PARAM_LENGTH = 3 * MAX_SENSOR_ID_BYTES;
@@ -115,6 +185,11 @@ export async function buildServer({
     (httpPart === "body" ? validators.body : validators.text).compile(schema),
   );
 
+  const known = routeMatcher();
+  app.addHook("onRoute", (route) => {
+    documentCommonResponses(route);
+    known.add(route);
+  });
   if (onRoute) app.addHook("onRoute", onRoute);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -136,46 +211,87 @@ export async function buildServer({
     );
   });
 
+  const rules = new RuleStore(kafka, settings.kafka, app.log as never, {
+    writeTimeoutMs: 10_000,
+    startTimeoutMs: 30_000,
+  });
   app.addSchema(Problem);
   app.setErrorHandler((error: FastifyError | ProblemError, request, reply) => {
+    // A method with a body (QUERY, POST) on a path without it fails body parsing before the
+    // not-found handler runs; the answer is still 405 or 404.
+    if (request.is404) {
+      noRoute(request, reply);
+      return;
+    }
     let problem: Problem;
     if (error instanceof ProblemError) {
       problem = error.toProblem(request.url);
+      for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+      if (error.status >= 500)
+        request.log.error({ problem, err: error.cause ?? error, error_id: error.errorId }, "request failed");
+    } else if (missesIfMatch(error as FastifyError)) {
+      const id = (request.params as { id?: string }).id ?? "";
+      const current = rules.peek(id);
+      problem = preconditionRequired(id, current && etag(current)).toProblem(request.url);
     } else if ((error as FastifyError).validation) {
       problem = validationProblem(error as FastifyError, request.url);
     } else if (((error as FastifyError).statusCode ?? 500) < 500) {
       // Fastify's own 4xx (malformed URL, unsupported media type, body too large): already say what was wrong.
+      const status = (error as FastifyError).statusCode as number;
       problem = {
         type: "/problems/http-error",
         title: "Request rejected",
-        status: (error as FastifyError).statusCode as number,
-        detail: error.message,
+        status,
+        detail:
+          status === 415
+            ? `${error.message}: send Content-Type application/json (PATCH: application/merge-patch+json)`
+            : error.message,
         instance: request.url,
       };
     } else {
-      request.log.error({ err: error }, "unhandled error");
+      const errorId = randomUUID();
+      request.log.error({ err: error, error_id: errorId }, "unhandled error");
       problem = {
         type: "/problems/internal",
         title: "Internal error",
         status: 500,
-        detail: "an unexpected error occurred; it has been logged",
+        detail: `an unexpected error occurred; it has been logged under error id ${errorId}`,
         instance: request.url,
+        error_id: errorId,
       };
     }
-    reply.status(problem.status).type("application/problem+json").send(problem);
+    reply.status(problem.status).type(PROBLEM_MEDIA_TYPE).send(problem);
   });
-  app.setNotFoundHandler((request, reply) => {
+  /** 405 with Allow for a known path, else 404. */
+  const noRoute = (request: FastifyRequest, reply: FastifyReply) => {
+    const path = request.url.split("?")[0] ?? "/";
+    const allowed = known.allowed(path);
+    if (allowed.length > 0) {
+      reply
+        .status(405)
+        .header("allow", allowed.join(", "))
+        .type(PROBLEM_MEDIA_TYPE)
+        .send({
+          type: "/problems/method-not-allowed",
+          title: "Method not allowed",
+          status: 405,
+          detail: `${request.method} is not allowed on ${path}: use ${allowed.join(", ")}`,
+          instance: request.url,
+        });
+      return;
+    }
     reply
       .status(404)
-      .type("application/problem+json")
+      .type(PROBLEM_MEDIA_TYPE)
       .send({
         type: "/problems/not-found",
         title: "Not found",
         status: 404,
-        detail: `no route ${request.method} ${request.url.split("?")[0]}; see /docs for the API`,
+        detail: `no route ${request.method} ${path}; see /docs for the API`,
         instance: request.url,
       });
-  });
+  };
+  app.setNotFoundHandler(noRoute);
 
   await app.register(swagger, {
     openapi: {
@@ -189,24 +305,32 @@ export async function buildServer({
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (json.$id as string) || `def-${i}` },
+    transformObject: (document) =>
+      withRuleLinks((document as unknown as { openapiObject: OpenApiDocument }).openapiObject) as never,
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
   await app.register(rateLimit, {
     max: settings.rateLimitPerMinute,
     timeWindow: 60_000,
-    keyGenerator: (request) => rateLimitKey(request.headers.authorization, request.ip),
+    keyGenerator: (request) => rateLimitKey(request.headers.authorization, request.ip, settings.tokens),
     // Liveness probes and the docs stay reachable whatever a client does.
     allowList: (request) => request.routeOptions.url === "/health" || request.url.startsWith("/docs"),
     errorResponseBuilder: (_request, context) =>
       new ProblemError(
         429,
         "Too many requests",
-        `more than ${context.max} requests per minute for this token (or, without one, this address); retry after ${context.after} (the retry-after header gives seconds), or ask for a higher API_RATE_LIMIT_PER_MINUTE`,
+        `more than ${context.max} requests per minute for this token (or, without a valid one, this address); retry after ${context.after} (the retry-after header gives seconds), or ask for a higher API_RATE_LIMIT_PER_MINUTE`,
         "rate-limited",
       ),
   });
 
-  const flux = new FluxRunner(createInflux(settings.influx), settings.influx.org, registry);
+  // The client's own timeout stays above the query budget, so the budget (504) decides.
+  const flux = new FluxRunner(
+    createInflux(settings.influx, settings.queryTimeoutMs + 10_000),
+    settings.influx.org,
+    registry,
+    settings.queryTimeoutMs,
+  );
   const ctx: RouteContext = {
     settings,
     kafka,
@@ -214,7 +338,7 @@ export async function buildServer({
     flux,
     read: new ReadPath(flux, settings.influx),
     auth: (scope) => requireScope(scope, settings.tokens),
-    rules: new RuleStore(kafka, settings.kafka),
+    rules,
   };
   await ctx.rules.start();
   app.addHook("onClose", () => ctx.rules.stop());

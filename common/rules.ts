@@ -21,6 +21,23 @@ if (!FormatRegistry.Has("uri")) {
 }
 
 export const DURATION = "^[0-9]{1,9}(ms|s|m|h|d)$";
+/**
+ * A rule's durations: above 0 and at most 7 days, in digits a unit can hold without spilling into
+ * the next (ms below 10^8, s below 10^5, m below 10^4, h up to 168, d up to 7).
+ */
+const UP_TO_7D =
+  "[1-9][0-9]{0,7}ms|[1-9][0-9]{0,4}s|[1-9][0-9]{0,3}m|([1-9][0-9]?|1[0-5][0-9]|16[0-8])h|[1-7]d";
+const RULE_DURATION = `^(${UP_TO_7D})$`;
+/** `for` may also be zero: fire on the first reading that meets the condition. */
+const HOLD_DURATION = `^(0(ms|s|m|h|d)|${UP_TO_7D})$`;
+/** Window conditions: at least 1s, so one window never holds a handful of milliseconds. */
+const WINDOW_DURATION =
+  "^([1-9][0-9]{3,7}ms|[1-9][0-9]{0,4}s|[1-9][0-9]{0,3}m|([1-9][0-9]?|1[0-5][0-9]|16[0-8])h|[1-7]d)$";
+/**
+ * Free text (rule names, tag values): no control characters (C0, DEL, C1), which would end up in
+ * logs, webhook bodies and dashboards.
+ */
+export const TEXT_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 export function durationToMs(text: string): number {
@@ -29,14 +46,17 @@ export function durationToMs(text: string): number {
   return Number(match[1]) * (UNIT_MS[match[2] as string] as number);
 }
 
-const Duration = (description: string) =>
-  Type.String({ pattern: DURATION, description, examples: ["30s", "5m"] });
+const Duration = (description: string, pattern = RULE_DURATION) =>
+  Type.String({ pattern, description, examples: ["30s", "5m"] });
 const Field = Type.String({
   pattern: "^[A-Za-z][A-Za-z0-9_]{0,63}$",
   description: "The numeric field, e.g. temperature",
 });
 const Comparison = Type.Union([Type.Literal("above"), Type.Literal("below")]);
 
+const TAG_KEY = "^[A-Za-z][A-Za-z0-9_]{0,63}$";
+
+export type SensorSelector = Static<typeof SensorSelector>;
 export const SensorSelector = Type.Union(
   [
     Type.Object({ type: Type.Literal("all") }, { additionalProperties: false }),
@@ -54,11 +74,16 @@ export const SensorSelector = Type.Union(
     Type.Object(
       {
         type: Type.Literal("tags"),
+        // Keys are tag names (TAG_KEY), checked when the rule is saved (422): an OpenAPI 3.0
+        // document cannot state a pattern for property names, so the schema does not either.
         tags: Type.Record(
-          Type.String({ pattern: "^[A-Za-z][A-Za-z0-9_]{0,63}$" }),
-          Type.String({ minLength: 1, maxLength: 256 }),
+          Type.String(),
+          Type.String({ minLength: 1, maxLength: 256, pattern: TEXT_PATTERN }),
           {
             minProperties: 1,
+            maxProperties: 16,
+            description:
+              "Tag name → value. Names: 1–64 characters of A-Z a-z 0-9 _, starting with a letter (otherwise 422)",
           },
         ),
       },
@@ -108,7 +133,7 @@ export const Condition = Type.Union([
     {
       type: Type.Literal("window"),
       fn: Type.Union([Type.Literal("mean"), Type.Literal("min"), Type.Literal("max"), Type.Literal("count")]),
-      window: Duration("Tumbling window size, aligned to the epoch"),
+      window: Duration("Tumbling window size, aligned to the epoch (1s to 7d)", WINDOW_DURATION),
       op: Comparison,
       value: Type.Number(),
     },
@@ -122,40 +147,54 @@ export type Condition = Static<typeof Condition>;
 
 export const Severity = Type.Union([Type.Literal("info"), Type.Literal("warning"), Type.Literal("critical")]);
 
+const WebhookUrl = Type.String({
+  format: "uri",
+  pattern: "^https?://",
+  maxLength: 2048,
+  description:
+    "POSTed a JSON payload on every transition. Its host must not resolve to a loopback, link-local, private or metadata address unless listed in WEBHOOK_ALLOWED_HOSTS",
+});
+const WebhookSecret = Type.String({
+  pattern: "^[!-~]{32,128}$",
+  description:
+    "The key of the HMAC-SHA256 signature in the X-Sensor-Signature header (32–128 visible ASCII characters); generated when not given",
+});
+const WebhookOptions = {
+  timeout_ms: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 })),
+  max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, default: 5 })),
+};
+
+/** What an operator sends: the secret is optional (the API generates one). */
 export const Webhook = Type.Object(
-  {
-    url: Type.String({
-      format: "uri",
-      pattern: "^https?://",
-      maxLength: 2048,
-      description: "POSTed a JSON payload on every transition",
-    }),
-    timeout_ms: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 })),
-    max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, default: 5 })),
-  },
+  { url: WebhookUrl, secret: Type.Optional(WebhookSecret), ...WebhookOptions },
   { additionalProperties: false },
 );
 
 /** What an operator sends (POST / PUT body). */
 export const AlertRuleInput = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    name: Type.String({ minLength: 1, maxLength: 200, pattern: TEXT_PATTERN }),
     sensors: SensorSelector,
     field: Field,
     condition: Condition,
     severity: Severity,
     for: Type.Optional(
-      Duration("How long the condition must hold before the alert fires (event time); default 0s"),
+      Duration(
+        "How long the condition must hold before the alert fires (event time), 0s to 7d; default 0s",
+        HOLD_DURATION,
+      ),
     ),
     hysteresis: Type.Optional(
       Type.Number({
         minimum: 0,
         description:
-          "Threshold, rate and window conditions resolve only once the value is back past value ∓ hysteresis; default 0",
+          "Threshold, rate and window conditions resolve only once the value is back past value ∓ hysteresis; default 0. Anomaly and deadman conditions ignore it",
       }),
     ),
     resolve_after: Type.Optional(
-      Duration("Anomaly conditions resolve after this long without a flag; default 5m"),
+      Duration(
+        "Anomaly conditions resolve after this long without a flag (up to 7d); default 5m. Other conditions ignore it",
+      ),
     ),
     enabled: Type.Optional(Type.Boolean({ default: true })),
     webhook: Type.Optional(Webhook),
@@ -164,17 +203,51 @@ export const AlertRuleInput = Type.Object(
 );
 export type AlertRuleInput = Static<typeof AlertRuleInput>;
 
-/** A stored rule: the input plus identity and version (the ETag). */
+const RuleIdentity = Type.Object({
+  id: Type.String({ pattern: "^[A-Za-z0-9-]{1,64}$" }),
+  version: Type.Integer({ minimum: 1 }),
+  created_at: Type.String({ format: "date-time" }),
+  updated_at: Type.String({ format: "date-time" }),
+});
+
+/** A stored rule: the input (with its webhook's secret) plus identity and version (the ETag). */
 export const AlertRule = Type.Composite([
-  AlertRuleInput,
-  Type.Object({
-    id: Type.String(),
-    version: Type.Integer({ minimum: 1 }),
-    created_at: Type.String({ format: "date-time" }),
-    updated_at: Type.String({ format: "date-time" }),
-  }),
+  Type.Omit(AlertRuleInput, ["webhook"]),
+  Type.Object({ webhook: Type.Optional(Webhook) }),
+  RuleIdentity,
 ]);
 export type AlertRule = Static<typeof AlertRule>;
+
+/**
+ * A rule as the API answers it: the webhook's url and secret are there for admin tokens only (a URL
+ * often carries a credential of its own).
+ */
+export const AlertRuleView = Type.Composite(
+  [
+    Type.Omit(AlertRuleInput, ["webhook"]),
+    Type.Object({
+      webhook: Type.Optional(
+        Type.Object(
+          { url: Type.Optional(WebhookUrl), secret: Type.Optional(WebhookSecret), ...WebhookOptions },
+          {
+            additionalProperties: false,
+            description: "url and secret are present for admin tokens only",
+          },
+        ),
+      ),
+    }),
+    RuleIdentity,
+  ],
+  { additionalProperties: false },
+);
+export type AlertRuleView = Static<typeof AlertRuleView>;
+
+/** The first tag name of a tags selector that is not a valid tag name, if any. */
+export function invalidTagKey(rule: { sensors: SensorSelector }): string | undefined {
+  if (rule.sensors.type !== "tags") return undefined;
+  const valid = new RegExp(TAG_KEY);
+  return Object.keys(rule.sensors.tags).find((key) => !valid.test(key));
+}
 
 /** Parses a record from the alert-rules topic; a value that is not a valid rule is ignored (returns null). */
 export function parseStoredRule(text: string): AlertRule | null {

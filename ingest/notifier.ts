@@ -3,9 +3,25 @@
  * senders, each POST with a timeout and retried with exponential backoff. It runs beside the
  * pipeline and never blocks it: a slow or dead endpoint only fills the queue, whose overflow is
  * dropped and counted. Delivery is at-least-once per transition while the process lives.
+ *
+ * Every body is signed (see common/webhooks.ts), and every address connected to is checked: a
+ * target that is or resolves to a loopback, link-local, private or metadata address is refused
+ * unless its host is in WEBHOOK_ALLOWED_HOSTS.
  */
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { isIP } from "node:net";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import {
+  forbiddenAddress,
+  guardedLookup,
+  hostOf,
+  SIGNATURE_HEADER,
+  signature,
+  WebhookTargetError,
+  webhookAllowedHosts,
+} from "../common/webhooks.js";
 import type { Transition } from "./alerting.js";
 
 export interface WebhookPayload {
@@ -22,6 +38,7 @@ export interface WebhookPayload {
 
 interface Job {
   url: string;
+  secret: string | undefined;
   timeoutMs: number;
   maxAttempts: number;
   payload: WebhookPayload;
@@ -51,10 +68,11 @@ export class WebhookNotifier {
     private readonly logger: Logger,
     registry: Registry,
     private readonly options = { concurrency: 4, maxQueue: 10_000, initialBackoffMs: 500 },
+    private readonly allowedHosts: Set<string> = webhookAllowedHosts(),
   ) {
     this.outcomes = new Counter({
       name: "ingest_webhook_deliveries_total",
-      help: "Webhook deliveries by outcome: delivered, retried, failed (gave up), dropped (queue full)",
+      help: "Webhook deliveries by outcome: delivered, retried, failed (gave up), dropped (queue full), refused (forbidden target)",
       labelNames: ["outcome"],
       registers: [registry],
     });
@@ -70,6 +88,7 @@ export class WebhookNotifier {
       }
       this.queue.push({
         url: hook.url,
+        secret: hook.secret,
         timeoutMs: hook.timeout_ms ?? 5000,
         maxAttempts: hook.max_attempts ?? 5,
         payload: payloadOf(t),
@@ -103,19 +122,19 @@ export class WebhookNotifier {
     let delay = this.options.initialBackoffMs;
     for (let attempt = 1; attempt <= job.maxAttempts; attempt++) {
       try {
-        const res = await fetch(job.url, {
-          method: "POST",
-          headers: { "content-type": "application/json", "user-agent": "sensor-analytics-alerts" },
-          body: JSON.stringify(job.payload),
-          signal: AbortSignal.timeout(job.timeoutMs),
-        });
-        await res.body?.cancel();
-        if (res.ok) {
+        const status = await this.post(job);
+        if (status >= 200 && status < 300) {
           this.outcomes.inc({ outcome: "delivered" });
           return;
         }
-        throw new Error(`HTTP ${res.status}`);
+        throw new Error(`HTTP ${status}`);
       } catch (err) {
+        if (err instanceof WebhookTargetError) {
+          // Not a transient failure: the target stays forbidden, so no retries.
+          this.outcomes.inc({ outcome: "refused" });
+          this.logger.warn({ rule: job.payload.rule_id, error: err.message }, "webhook target refused");
+          return;
+        }
         if (attempt === job.maxAttempts) {
           this.outcomes.inc({ outcome: "failed" });
           this.logger.warn(
@@ -129,5 +148,49 @@ export class WebhookNotifier {
         delay *= 2;
       }
     }
+  }
+
+  /** One signed POST; resolves with the status. The address connected to is the one checked. */
+  private post(job: Job): Promise<number> {
+    const url = new URL(job.url);
+    const host = hostOf(url);
+    if (isIP(host) && !this.allowedHosts.has(host)) {
+      const reason = forbiddenAddress(host);
+      if (reason)
+        return Promise.reject(
+          new WebhookTargetError(
+            `webhook host ${host} is ${reason}; list it in WEBHOOK_ALLOWED_HOSTS to allow it`,
+          ),
+        );
+    }
+    const body = JSON.stringify(job.payload);
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      "content-length": String(Buffer.byteLength(body)),
+      "user-agent": "sensor-analytics-alerts",
+    };
+    if (job.secret) headers[SIGNATURE_HEADER] = signature(job.secret, body, Math.floor(Date.now() / 1000));
+    const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(
+        url,
+        {
+          method: "POST",
+          headers,
+          timeout: job.timeoutMs,
+          lookup: guardedLookup(host, this.allowedHosts) as never,
+        },
+        (res) => {
+          res.resume();
+          res.once("end", () => resolve(res.statusCode ?? 0));
+          res.once("error", reject);
+        },
+      );
+      req.once("timeout", () => req.destroy(new Error(`no answer within ${job.timeoutMs} ms`)));
+      req.once("error", (err: NodeJS.ErrnoException) =>
+        reject(err.code === "EWEBHOOKTARGET" ? new WebhookTargetError(err.message) : err),
+      );
+      req.end(body);
+    });
   }
 }

@@ -232,7 +232,13 @@ async function run(services: Services, began: number, servicesUp: number): Promi
       if (typeof m === "object" && m !== null && (m as { type?: unknown }).type === "produced")
         produced = true;
     }),
-    ingest: new Supervised("ingest", "ingest/main.ts", [], env),
+    // The worker only writes: it gets the write-only token when provisioning made one.
+    ingest: new Supervised(
+      "ingest",
+      "ingest/main.ts",
+      [],
+      services.env.INFLUX_WRITE_TOKEN ? { ...env, INFLUX_TOKEN: services.env.INFLUX_WRITE_TOKEN } : env,
+    ),
     api: new Supervised("api", "api/main.ts", [], env),
   };
 
@@ -334,6 +340,7 @@ Sensor analytics is running (ready ${((Date.now() - servicesUp) / 1000).toFixed(
   ingest metrics ${ingest.metricsEnabled ? `${metricsUrl}/metrics` : "(off)"}
   Kafka          ${services.env.KAFKA_BROKERS}
   InfluxDB       ${services.env.INFLUX_URL}  (org ${services.env.INFLUX_ORG}, bucket ${services.env.INFLUX_BUCKET}, token ${services.env.INFLUX_TOKEN})
+  read-only InfluxDB token (for Grafana)  ${services.env.INFLUX_READ_TOKEN ?? services.env.INFLUX_TOKEN}
   logs           ${logs}/{ingest,api,simulator}.log${services.local ? `, ${shown(join(DATA, "services"))}/{kafka/kafka,influxdb/influxd}.log` : ""}
 The simulator sends 10 readings/s from 10 sensors. A process that dies is reported here and restarted.
 Ctrl-C stops everything in order within ${STOP_BUDGET_MS / 1000} s (twice forces).

@@ -53,7 +53,10 @@ const Query = Type.Object({
     Type.Array(Severity, { maxItems: SEVERITIES.length, description: "Repeat for several; omit for all" }),
   ),
   state: Type.Optional({ ...State, description: "Only firing or only resolved transitions; omit for both" }),
-  start: Type.Optional({ ...TimeParam, default: "-1h" }),
+  start: Type.Optional({
+    ...TimeParam,
+    description: `${TimeParam.description}. Start of the range (inclusive); default: an hour before stop`,
+  }),
   stop: Type.Optional({ ...TimeParam, description: "End of the range (exclusive); default now" }),
   order: Type.Optional(OrderParam),
   limit: Type.Optional(LimitParam),

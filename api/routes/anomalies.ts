@@ -50,7 +50,10 @@ const Query = Type.Object({
       description: "Repeat for several detectors; omit for all",
     }),
   ),
-  start: Type.Optional({ ...TimeParam, default: "-1h" }),
+  start: Type.Optional({
+    ...TimeParam,
+    description: `${TimeParam.description}. Start of the range (inclusive); default: an hour before stop`,
+  }),
   stop: Type.Optional({ ...TimeParam, description: "End of the range (exclusive); default now" }),
   order: Type.Optional(OrderParam),
   limit: Type.Optional(LimitParam),

@@ -20,9 +20,14 @@ const HERE = fileURLToPath(new URL(".", import.meta.url));
 export interface ServiceEnv {
   KAFKA_BROKERS: string;
   INFLUX_URL: string;
+  /** The operator token (all access): provisioning and tests only. */
   INFLUX_TOKEN: string;
   INFLUX_ORG: string;
   INFLUX_BUCKET: string;
+  /** Reads the org's buckets and nothing else: the API's queries and Grafana. */
+  INFLUX_READ_TOKEN?: string;
+  /** Writes the org's buckets and nothing else: the ingest worker. */
+  INFLUX_WRITE_TOKEN?: string;
 }
 
 export function log(message: string): void {
@@ -270,6 +275,8 @@ export class LocalInflux extends LocalService {
   readonly org = "sensors";
   readonly bucket = "sensors";
   token = "";
+  readToken = "";
+  writeToken = "";
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -297,6 +304,43 @@ export class LocalInflux extends LocalService {
       proc,
     );
     await this.setup();
+    await this.scopedTokens();
+  }
+
+  /**
+   * A read-only and a write-only token for the org's buckets, created once and saved beside the
+   * operator token, so each service gets only the access it needs.
+   */
+  private async scopedTokens(): Promise<void> {
+    const saved = join(this.dir, "scoped-tokens.json");
+    if (existsSync(saved)) {
+      const tokens = JSON.parse(await readFile(saved, "utf8")) as { read: string; write: string };
+      this.readToken = tokens.read;
+      this.writeToken = tokens.write;
+      return;
+    }
+    const headers = { authorization: `Token ${this.token}`, "content-type": "application/json" };
+    const orgs = (await (await fetch(`${this.url}/api/v2/orgs?org=${this.org}`, { headers })).json()) as {
+      orgs: { id: string }[];
+    };
+    const orgID = orgs.orgs[0]?.id;
+    if (!orgID) throw new Error(`InfluxDB org ${this.org} not found`);
+    const create = async (action: "read" | "write") => {
+      const res = await fetch(`${this.url}/api/v2/authorizations`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({
+          orgID,
+          description: `sensor-analytics ${action}-only`,
+          permissions: [{ action, resource: { type: "buckets", orgID } }],
+        }),
+      });
+      if (!res.ok) throw new Error(`InfluxDB ${action} token: ${res.status} ${await res.text()}`);
+      return ((await res.json()) as { token: string }).token;
+    };
+    this.readToken = await create("read");
+    this.writeToken = await create("write");
+    await writeFile(saved, JSON.stringify({ read: this.readToken, write: this.writeToken }), { mode: 0o600 });
   }
 
   /** First start: create org, bucket and an operator token; later starts: read the saved token. */
@@ -357,6 +401,8 @@ export async function startLocalServices(dir: string): Promise<LocalServices> {
       INFLUX_TOKEN: influx.token,
       INFLUX_ORG: influx.org,
       INFLUX_BUCKET: influx.bucket,
+      INFLUX_READ_TOKEN: influx.readToken,
+      INFLUX_WRITE_TOKEN: influx.writeToken,
     },
     stop: async (graceMs?: number) => {
       await Promise.all([kafka.stop(graceMs), influx.stop(graceMs)]);
@@ -385,6 +431,8 @@ export async function ensureServices(
         INFLUX_TOKEN: e.INFLUX_TOKEN as string,
         INFLUX_ORG: e.INFLUX_ORG as string,
         INFLUX_BUCKET: e.INFLUX_BUCKET as string,
+        ...(e.INFLUX_READ_TOKEN ? { INFLUX_READ_TOKEN: e.INFLUX_READ_TOKEN } : {}),
+        ...(e.INFLUX_WRITE_TOKEN ? { INFLUX_WRITE_TOKEN: e.INFLUX_WRITE_TOKEN } : {}),
       },
       stop: async () => {},
     };

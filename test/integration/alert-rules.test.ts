@@ -1,8 +1,9 @@
 /**
  * Alert rules end to end on the real services: rules created through the API, evaluated by the
  * real worker on generated data with known event times, transitions stored in InfluxDB and
- * published to sensor-alerts, webhooks delivered with retries, and live rule changes.
+ * published to sensor-alerts, webhooks delivered signed and with retries, and live rule changes.
  */
+import { createHmac } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +22,7 @@ import {
 } from "../support/harness.js";
 
 const T0 = Date.UTC(2026, 0, 10, 0, 0, 0);
+const HOOK_SECRET = "test-webhook-secret-0123456789abcdef";
 const at = (s: number) => new Date(T0 + s * 1000).toISOString();
 
 /** Value of each sensor at second i (undefined = no reading). */
@@ -55,12 +57,14 @@ interface Hook {
   server: Server;
   url: string;
   received: { state: string; sensor_id: string; rule_name: string; time: string }[];
+  /** Each delivered body with its signature header. */
+  signed: { body: string; signature: string }[];
   attempts: number;
 }
 
 /** A local webhook receiver that fails the first two deliveries. */
 async function webhookReceiver(): Promise<Hook> {
-  const hook: Hook = { server: createServer(), url: "", received: [], attempts: 0 };
+  const hook: Hook = { server: createServer(), url: "", received: [], signed: [], attempts: 0 };
   hook.server.on("request", (req, res) => {
     let body = "";
     req.on("data", (c) => (body += c));
@@ -72,6 +76,7 @@ async function webhookReceiver(): Promise<Hook> {
         return;
       }
       hook.received.push(JSON.parse(body));
+      hook.signed.push({ body, signature: String(req.headers["x-sensor-signature"] ?? "") });
       res.end("ok");
     });
   });
@@ -88,7 +93,10 @@ describe("alert rules: every condition type, on generated data", () => {
   const names = new Map<string, string>();
 
   beforeAll(async () => {
-    env = await isolatedEnv("rules");
+    // The receiver is on loopback, which webhooks may only target when allowed; the in-process
+    // worker's notifier reads the allow-list from the process environment.
+    env = await isolatedEnv("rules", { WEBHOOK_ALLOWED_HOSTS: "127.0.0.1" });
+    process.env.WEBHOOK_ALLOWED_HOSTS = "127.0.0.1";
     api = await startApi(env);
     hook = await webhookReceiver();
     const rules = [
@@ -100,7 +108,7 @@ describe("alert rules: every condition type, on generated data", () => {
         severity: "warning",
         for: "2s",
         hysteresis: 1,
-        webhook: { url: hook.url, timeout_ms: 2000, max_attempts: 5 },
+        webhook: { url: hook.url, timeout_ms: 2000, max_attempts: 5, secret: HOOK_SECRET },
       },
       {
         name: "R2",
@@ -154,6 +162,7 @@ describe("alert rules: every condition type, on generated data", () => {
     await worker?.stop();
     await api?.stop();
     hook?.server.close();
+    delete process.env.WEBHOOK_ALLOWED_HOSTS;
   });
 
   it("records exactly one firing and one resolved per alert, at the right event times", async () => {
@@ -210,6 +219,17 @@ describe("alert rules: every condition type, on generated data", () => {
     const count = (outcome: string) => outcomes.find((v) => v.labels.outcome === outcome)?.value ?? 0;
     expect(count("delivered")).toBe(2);
     expect(count("retried")).toBe(2);
+  });
+
+  it("signs every webhook body: HMAC-SHA256 of timestamp.body with the rule's secret", async () => {
+    expect(hook.signed).toHaveLength(2);
+    for (const { body, signature } of hook.signed) {
+      const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(signature);
+      expect(match, signature).not.toBeNull();
+      const [, t, mac] = match as RegExpExecArray;
+      expect(Math.abs(Number(t) - Date.now() / 1000)).toBeLessThan(120);
+      expect(mac).toBe(createHmac("sha256", HOOK_SECRET).update(`${t}.${body}`).digest("hex"));
+    }
   });
 });
 

@@ -1,4 +1,7 @@
-/** Rate limiting per bearer token, answered as problem details, before any query runs. */
+/**
+ * Rate limiting per valid bearer token, answered as problem details, before any query runs; requests
+ * without a valid token share their client address's budget.
+ */
 import { describe, expect, it } from "vitest";
 import { buildTestApp } from "../support/api-helpers.js";
 import { ADMIN_TOKEN, READ_TOKEN } from "../support/harness.js";
@@ -50,6 +53,23 @@ describe("rate limiting", () => {
     const statuses = [];
     for (let i = 0; i < 3; i++) statuses.push((await app.inject({ url: URL })).statusCode);
     expect(statuses).toEqual([401, 401, 429]);
+    await app.close();
+  });
+
+  it("limits a flood of made-up tokens like anonymous traffic: one budget per address", async () => {
+    const app = await buildTestApp({ API_RATE_LIMIT_PER_MINUTE: "5" });
+    const junk = (i: number) =>
+      app.inject({ url: URL, headers: { authorization: `Bearer junk-token-${i}-${Math.random()}` } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await junk(i)).statusCode);
+    // Anonymous requests from the same address draw on the same budget as the junk tokens.
+    for (let i = 0; i < 2; i++) statuses.push((await app.inject({ url: URL })).statusCode);
+    for (let i = 3; i < 20; i++) statuses.push((await junk(i)).statusCode);
+    expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
+    expect(new Set(statuses.slice(5))).toEqual(new Set([429]));
+    // A valid token still has its own budget.
+    const valid = await app.inject({ url: URL, headers: { authorization: `Bearer ${READ_TOKEN}` } });
+    expect(valid.statusCode).toBe(400);
     await app.close();
   });
 

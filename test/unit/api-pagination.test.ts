@@ -22,16 +22,19 @@ describe("cursor", () => {
     ["JSON of the wrong shape", Buffer.from('{"t":"x","k":[]}').toString("base64url")],
     ["extra properties", Buffer.from('{"t":1,"k":[],"x":1}').toString("base64url")],
     ["a negative time", Buffer.from('{"t":-5,"k":[]}').toString("base64url")],
-  ])("rejects %s with a 400 that says what to pass", (_what, cursor) => {
-    try {
-      decodeCursor(cursor, 0);
-      expect.unreachable();
-    } catch (err) {
-      expect(err).toBeInstanceOf(ProblemError);
-      expect((err as ProblemError).status).toBe(400);
-      expect((err as ProblemError).detail).toContain("next_cursor");
-    }
-  });
+  ])(
+    "rejects %s with a 422 (well-formed text, not a position it issued) that says what to pass",
+    (_what, cursor) => {
+      try {
+        decodeCursor(cursor, 0);
+        expect.unreachable();
+      } catch (err) {
+        expect(err).toBeInstanceOf(ProblemError);
+        expect((err as ProblemError).status).toBe(422);
+        expect((err as ProblemError).detail).toContain("next_cursor");
+      }
+    },
+  );
 
   it("rejects a cursor made for another key (a different endpoint)", () => {
     expect(() => decodeCursor(encodeCursor({ t: 1, k: ["a"] }), 3)).toThrow(ProblemError);

@@ -348,14 +348,15 @@ describe("docker-compose.yml and .env.example against the code", () => {
     for (const [, name, fallback] of defaults) expect(shown.get(name as string), name).toBe(fallback);
   });
 
-  it("gives Grafana the InfluxDB settings its datasource is provisioned from", async () => {
+  it("gives Grafana the InfluxDB settings its datasource is provisioned from, but not the operator token", async () => {
     const env = resolvedEnvironment(await compose(), "grafana");
-    for (const name of ["INFLUX_URL", "INFLUX_TOKEN", "INFLUX_ORG", "INFLUX_BUCKET"]) {
+    for (const name of ["INFLUX_URL", "INFLUX_ORG", "INFLUX_BUCKET"]) {
       expect(env[name], name).toBeTruthy();
     }
+    expect(env.INFLUX_TOKEN).toBeUndefined();
     // The same InfluxDB the ingest worker writes to, or the dashboards stay empty.
     const ingest = resolvedEnvironment(await compose(), "ingest");
-    for (const name of ["INFLUX_URL", "INFLUX_ORG", "INFLUX_BUCKET", "INFLUX_TOKEN"]) {
+    for (const name of ["INFLUX_URL", "INFLUX_ORG", "INFLUX_BUCKET"]) {
       expect(env[name], name).toBe(ingest[name]);
     }
   });

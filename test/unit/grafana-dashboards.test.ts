@@ -169,7 +169,8 @@ describe("Grafana provisioning", () => {
       url: "$INFLUX_URL",
       isDefault: true,
       jsonData: { version: "Flux", organization: "$INFLUX_ORG", defaultBucket: "$INFLUX_BUCKET" },
-      secureJsonData: { token: "$INFLUX_TOKEN" },
+      // The read-only token the influxdb container creates at setup, never the operator token.
+      secureJsonData: { token: "$__file{/run/influx-tokens/grafana-read-token}" },
     });
     // The token is a secret: it must never sit in jsonData, where the UI and API show it.
     expect(JSON.stringify(ds?.jsonData)).not.toMatch(/token/i);
@@ -179,9 +180,20 @@ describe("Grafana provisioning", () => {
       /#.*$/gm,
       "",
     );
-    const used = [...text.matchAll(/\$\{?([A-Z_][A-Z0-9_]*)\}?/g)].map((m) => m[1]);
-    expect(used.sort()).toEqual(["INFLUX_BUCKET", "INFLUX_ORG", "INFLUX_TOKEN", "INFLUX_URL"]);
+    // $NAME and ${NAME} come from the environment; $__file{...} is Grafana's own expansion.
+    const used = [...text.matchAll(/\$\{?([A-Z][A-Z0-9_]*)\}?/g)].map((m) => m[1]);
+    expect(text).toContain("$__file{/run/influx-tokens/grafana-read-token}");
+    expect(used.sort()).toEqual(["INFLUX_BUCKET", "INFLUX_ORG", "INFLUX_URL"]);
     for (const name of used) expect(Object.keys(grafana?.environment ?? {})).toContain(name);
+    // The token file comes from the volume the influxdb init script writes it to.
+    const compose = await composeFile();
+    expect(grafana?.volumes ?? []).toContain("influx-tokens:/run/influx-tokens:ro");
+    expect(compose.services.influxdb?.volumes ?? []).toEqual(
+      expect.arrayContaining([
+        "influx-tokens:/run/influx-tokens",
+        "./grafana/provisioning/influxdb-init:/docker-entrypoint-initdb.d:ro",
+      ]),
+    );
   });
 
   it("loads the dashboards from where docker-compose.yml mounts them", async () => {

@@ -1,0 +1,93 @@
+/**
+ * Time parameters: RFC 3339 dates that exist, epoch milliseconds, relative durations; everything
+ * else (a date like February 30th, epoch seconds) refused with the accepted forms.
+ */
+import type { FastifyInstance } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseDateTime, parseRange, parseTime } from "../../api/params.js";
+import type { Problem } from "../../api/problem.js";
+import { buildTestApp } from "../support/api-helpers.js";
+import { READ_TOKEN } from "../support/harness.js";
+
+const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
+const DAY = 86_400_000;
+
+describe("parseTime", () => {
+  it.each([
+    ["2024-02-29T00:00:00Z", Date.UTC(2024, 1, 29)],
+    ["2024-10-27T03:33:20.5Z", Date.UTC(2024, 9, 27, 3, 33, 20, 500)],
+    ["2024-10-27T05:33:20+02:00", Date.UTC(2024, 9, 27, 3, 33, 20)],
+    ["2024-10-27t03:33:20z", Date.UTC(2024, 9, 27, 3, 33, 20)],
+    ["2016-12-31T23:59:60Z", Date.UTC(2016, 11, 31, 23, 59, 59, 999)],
+    ["1730000000000", 1730000000000],
+    ["-1h", NOW - 3_600_000],
+    ["-90s", NOW - 90_000],
+  ])("%s → its instant", (text, expected) => {
+    expect(parseTime(text, "start", NOW)).toBe(expected);
+  });
+
+  it.each([
+    ["2024-02-30T00:00:00Z", "February 30th does not exist"],
+    ["2023-02-29T00:00:00Z", "2023 is not a leap year"],
+    ["2024-04-31T00:00:00Z", "April has 30 days"],
+    ["2024-13-01T00:00:00Z", "no 13th month"],
+    ["2024-01-01T24:00:00Z", "no hour 24"],
+    ["2024-01-01T00:00:00", "no zone: ambiguous"],
+    ["2024-01-01", "a date without a time"],
+    ["1700000000", "10 digits: epoch seconds, not milliseconds"],
+    ["17000000000", "11 digits: ambiguous"],
+    ["yesterday", "not a time"],
+    ["-1w", "weeks are not a unit"],
+  ])("%s is refused (%s) with the accepted forms", (text) => {
+    expect(() => parseTime(text, "start", NOW)).toThrow(/start=.* is not valid: use RFC 3339/);
+    expect(() => parseTime(text, "start", NOW)).toThrow(/epoch milliseconds \(12–13 digits/);
+  });
+
+  it("agrees with the schema's date-time format on calendar validity", () => {
+    expect(parseDateTime("2000-02-29T12:00:00Z")).toBe(Date.UTC(2000, 1, 29, 12));
+    expect(parseDateTime("1900-02-29T12:00:00Z")).toBeUndefined();
+    expect(parseDateTime("2024-06-31T00:00:00Z")).toBeUndefined();
+  });
+});
+
+describe("parseRange", () => {
+  it("takes stop alone: the hour before it", () => {
+    const stop = NOW - 2 * DAY;
+    expect(parseRange({ stop: String(stop) }, 31 * DAY, NOW)).toEqual({ start: stop - 3_600_000, stop });
+  });
+
+  it("refuses an empty range with 422 and says why", () => {
+    expect(() => parseRange({ start: "-1h", stop: "-1h" }, 31 * DAY, NOW)).toThrow(
+      expect.objectContaining({ status: 422, message: expect.stringContaining("is empty") }),
+    );
+  });
+});
+
+describe("time parameters on the API", () => {
+  let app: FastifyInstance;
+  beforeAll(async () => {
+    app = await buildTestApp();
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  const get = (url: string) => app.inject({ url, headers: { authorization: `Bearer ${READ_TOKEN}` } });
+
+  it("answers start=2024-02-30T00:00:00Z with 400 naming the value and the accepted forms", async () => {
+    const res = await get("/v1/alerts?start=2024-02-30T00:00:00Z&stop=2024-03-02T00:00:00Z");
+    expect(res.statusCode).toBe(400);
+    expect(res.headers["content-type"]).toContain("application/problem+json");
+    const body = res.json() as Problem;
+    expect(body.detail).toContain("querystring.start");
+    expect(body.detail).toContain('"2024-02-30T00:00:00Z"');
+    expect(body.detail).toContain("RFC 3339");
+    expect(body.detail).toContain("epoch milliseconds");
+  });
+
+  it("answers epoch seconds with 400 instead of reading them as milliseconds", async () => {
+    const res = await get("/v1/anomalies?start=1700000000");
+    expect(res.statusCode).toBe(400);
+    expect((res.json() as Problem).detail).toContain('"1700000000"');
+  });
+});
