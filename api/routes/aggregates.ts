@@ -26,7 +26,7 @@ import {
   TimeParam,
 } from "../params.js";
 import { gcd, ROLLUP_FUNCTIONS, usableTiers } from "../planner.js";
-import { badRequest, problemResponses, tooLarge } from "../problem.js";
+import { problemResponses, tooLarge, unprocessable } from "../problem.js";
 import type { Need, Partial } from "../read-path.js";
 import type { RouteContext } from "../server.js";
 
@@ -95,7 +95,7 @@ const Query = Type.Object({
   sensor_id: Type.Optional(SensorsParam),
   field: Type.Optional(FieldParam),
   fn: Type.Optional(FnParam),
-  window: WindowParam,
+  window: Type.Optional(WindowParam),
   every: Type.Optional(
     Type.String({
       pattern: DURATION_PATTERN,
@@ -103,7 +103,10 @@ const Query = Type.Object({
         "How often a window starts (the hop): at most `window`, at least window/100; default = window (tumbling windows). Smaller than window gives sliding windows, e.g. window=5m&every=1m.",
     }),
   ),
-  start: Type.Optional({ ...TimeParam, default: "-1h" }),
+  start: Type.Optional({
+    ...TimeParam,
+    description: `${TimeParam.description}; default: an hour before stop`,
+  }),
   stop: Type.Optional({ ...TimeParam, description: "End of the range (exclusive); default now" }),
   tier: Type.Optional(TierParam()),
 });
@@ -132,17 +135,19 @@ const LatestQuery = Type.Object({
   sensor_id: Type.Optional(SensorsParam),
   field: Type.Optional(FieldParam),
   fn: Type.Optional(FnParam),
-  window: WindowParam,
+  window: Type.Optional(WindowParam),
   at: Type.Optional({
     ...TimeParam,
     description: `${TimeParam.description}: windows must have ended by then; default now`,
   }),
-  lookback: Type.String({
-    pattern: DURATION_PATTERN,
-    default: "1h",
-    description:
-      "How far before `at` to look for a sensor's latest window; sensors silent that long are left out",
-  }),
+  lookback: Type.Optional(
+    Type.String({
+      pattern: DURATION_PATTERN,
+      default: "1h",
+      description:
+        "How far before `at` to look for a sensor's latest window; sensors silent that long are left out",
+    }),
+  ),
   tier: Type.Optional(TierParam()),
 });
 
@@ -213,7 +218,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     const subMs = gcd(plan.periodMs, plan.everyMs);
     const now = Date.now();
     const choice = usableTiers(await read.tierStates(now), subMs, plan.fns, plan.tier);
-    if (choice.refusal !== undefined) throw badRequest(choice.refusal);
+    if (choice.refusal !== undefined) throw unprocessable(choice.refusal);
     const start = plan.firstStart;
     const stop = plan.lastStart + plan.periodMs;
     const quantiles = quantilesOf(plan.fns);
@@ -384,14 +389,14 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request, reply) => {
-        const q = request.query;
+        const q = { ...request.query, window: request.query.window ?? "1m" };
         const field = q.field ?? "temperature";
         const fns = chosen(q.fn);
         const periodMs = durationParam(q.window, "window", ctx.settings.maxRangeMs);
         const everyMs =
           q.every === undefined ? periodMs : durationParam(q.every, "every", ctx.settings.maxRangeMs);
         if (everyMs > periodMs) {
-          throw badRequest(
+          throw unprocessable(
             `every=${q.every} is longer than window=${q.window}: windows would leave gaps; use an every of at most ${q.window}`,
           );
         }
@@ -456,14 +461,18 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request, reply) => {
-        const q = request.query;
+        const q = {
+          ...request.query,
+          window: request.query.window ?? "1m",
+          lookback: request.query.lookback ?? "1h",
+        };
         const field = q.field ?? "temperature";
         const fns = chosen(q.fn);
         const periodMs = durationParam(q.window, "window", ctx.settings.maxRangeMs);
         const lookbackMs = durationParam(q.lookback, "lookback", ctx.settings.maxRangeMs);
         const at = q.at === undefined ? Date.now() : parseTime(q.at, "at", Date.now());
         if (lookbackMs < periodMs) {
-          throw badRequest(
+          throw unprocessable(
             `lookback=${q.lookback} is shorter than window=${q.window}: use a lookback of at least ${q.window}`,
           );
         }

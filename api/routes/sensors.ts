@@ -66,7 +66,10 @@ const Reading = Type.Object({
 });
 
 const ReadingsQuery = Type.Object({
-  start: Type.Optional({ ...TimeParam, default: "-1h" }),
+  start: Type.Optional({
+    ...TimeParam,
+    description: `${TimeParam.description}; default: an hour before stop`,
+  }),
   stop: Type.Optional({ ...TimeParam, description: "End of the range (exclusive); default now" }),
   limit: Type.Optional(LimitParam),
   cursor: Type.Optional(CursorParam),
@@ -90,13 +93,18 @@ const Session = Type.Object({
 });
 
 const SessionsQuery = Type.Object({
-  gap: Type.String({
-    pattern: DURATION_PATTERN,
-    default: "5m",
-    description: "A silence longer than this ends a session, e.g. 30s, 5m",
-  }),
+  gap: Type.Optional(
+    Type.String({
+      pattern: DURATION_PATTERN,
+      default: "5m",
+      description: "A silence longer than this ends a session, e.g. 30s, 5m",
+    }),
+  ),
   field: Type.Optional(FieldParam),
-  start: Type.Optional({ ...TimeParam, default: "-1h" }),
+  start: Type.Optional({
+    ...TimeParam,
+    description: `${TimeParam.description}; default: an hour before stop`,
+  }),
   stop: Type.Optional({ ...TimeParam, description: "End of the range (exclusive); default now" }),
 });
 
@@ -256,7 +264,8 @@ from(bucket: ${bucket})
         const q = request.query;
         const sensorId = request.params.sensor_id;
         const field = q.field ?? "temperature";
-        const gapMs = durationParam(q.gap, "gap", ctx.settings.maxRangeMs);
+        const gap = q.gap ?? "5m";
+        const gapMs = durationParam(gap, "gap", ctx.settings.maxRangeMs);
         const range = parseRange(q, ctx.settings.maxRangeMs);
         // InfluxDB numbers the sessions (a running sum of "gap exceeded" marks) and aggregates each.
         const query = flux`
@@ -293,7 +302,7 @@ from(bucket: ${bucket})
         return {
           sensor_id: sensorId,
           field,
-          gap: q.gap,
+          gap,
           start: iso(range.start),
           stop: iso(range.stop),
           sessions: rows.map((r) => ({

@@ -224,7 +224,7 @@ describe("aggregates API", () => {
 
   it("rejects every > window, unknown functions and too many windows with problem details", async () => {
     const hop = await get<{ detail: string }>(url("window=1m&every=2m"));
-    expect(hop.status).toBe(400);
+    expect(hop.status).toBe(422);
     expect(hop.body.detail).toContain("every=2m");
     const fn = await get<{ detail: string }>(url("fn=mode"));
     expect(fn.status).toBe(400);
