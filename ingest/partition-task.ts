@@ -74,6 +74,19 @@ export interface ChangelogEntry {
   value: string | null;
 }
 
+export function emptyBatchOutput(): BatchOutput {
+  return {
+    lines: [],
+    deadLetters: [],
+    late: [],
+    windows: [],
+    revisions: 0,
+    transitions: [],
+    readings: 0,
+    anomalies: 0,
+  };
+}
+
 const SEP = "\u001f";
 const META_KEY = "meta";
 
@@ -101,16 +114,7 @@ export class PartitionTask {
   }
 
   process(messages: InputMessage[], now: number, rules: RuleSet = NO_RULES): BatchOutput {
-    const out: BatchOutput = {
-      lines: [],
-      deadLetters: [],
-      late: [],
-      windows: [],
-      revisions: 0,
-      transitions: [],
-      readings: 0,
-      anomalies: 0,
-    };
+    const out = emptyBatchOutput();
     let source = 0;
     let emitted = 0;
     const emit = (w: Window) => {

@@ -4,6 +4,7 @@ import { DEFAULT_LIMITS } from "../../common/reading.js";
 import {
   type BatchOutput,
   type ChangelogEntry,
+  emptyBatchOutput,
   type InputMessage,
   PartitionTask,
   type TaskConfig,
@@ -26,19 +27,6 @@ const CONFIG: TaskConfig = {
 
 function message(doc: unknown): InputMessage {
   return { value: Buffer.from(typeof doc === "string" ? doc : JSON.stringify(doc)) };
-}
-
-function emptyOutput(): BatchOutput {
-  return {
-    lines: [],
-    deadLetters: [],
-    late: [],
-    windows: [],
-    revisions: 0,
-    transitions: [],
-    readings: 0,
-    anomalies: 0,
-  };
 }
 
 /** Appends a batch's output, shifting its message indexes by where the batch started. */
@@ -80,7 +68,7 @@ function runBatches(
   cuts: number[],
   crashBefore: boolean[] = [],
 ): { output: BatchOutput; log: ChangelogEntry[]; task: PartitionTask } {
-  const output = emptyOutput();
+  const output = emptyBatchOutput();
   const log: ChangelogEntry[] = [];
   let task = new PartitionTask(CONFIG);
   batchesOf(messages, cuts).forEach(({ batch, offset }, b) => {
