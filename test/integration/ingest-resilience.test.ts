@@ -193,7 +193,8 @@ describe("resilience", () => {
       await influx("GET", `/api/v2/buckets?name=${encodeURIComponent(env.INFLUX_BUCKET as string)}`)
     ).buckets as { id: string; orgID: string }[];
     const bucket = buckets[0] as { id: string; orgID: string };
-    const resource = { type: "buckets", id: bucket.id, orgID: bucket.orgID };
+    // Every bucket of the org: the raw bucket and the rollup buckets the worker creates.
+    const resource = { type: "buckets", orgID: bucket.orgID };
     const auth = await influx("POST", "/api/v2/authorizations", {
       orgID: bucket.orgID,
       description: "ingest worker (revocation test)",
