@@ -251,7 +251,7 @@ describe("anomalies and alerts API", () => {
     expect(state.status).toBe(400);
     expect(state.body.detail).toMatch(/state/);
     const cursor = await get<{ detail: string }>(`${api.url}/v1/anomalies?cursor=eyJ0IjoxfQ`);
-    expect(cursor.status).toBe(400);
+    expect(cursor.status).toBe(422);
     expect(cursor.body.detail).toContain("next_cursor");
   });
 });

@@ -242,9 +242,9 @@ describe("alert-rule management API", () => {
 
     it("rejects a sensor id that is not valid, and an empty id list", async () => {
       await rejects(
-        thresholdRule({ sensors: { type: "ids", ids: ["boiler_1", "bad id!"] } }),
+        thresholdRule({ sensors: { type: "ids", ids: ["boiler_1", "bad\u0007id"] } }),
         "body.sensors.ids.1",
-        '"bad id!"',
+        '"bad\\u0007id"',
       );
       await rejects(
         thresholdRule({ sensors: { type: "ids", ids: [] } }),
