@@ -303,14 +303,16 @@ export class IngestWorker {
     const pending = this.taskFor(partition);
     // The task check catches a partition that left and came back while this batch was in flight:
     // another owner may have processed it meanwhile.
-    const current = () =>
-      this.running &&
+    // Still this partition's owner: its batch may be committed (also while stopping: a stop
+    // finishes the batch in flight and commits it).
+    const owned = () =>
       this.consumer === consumer &&
-      isRunning() &&
       !isStale() &&
       !heartbeatFailed &&
       this.assigned.has(partition) &&
       this.tasks.get(partition) === pending;
+    // Worth starting or retrying work for: owned, and neither the worker nor the consumer stopping.
+    const current = () => this.running && isRunning() && owned();
 
     const task = await this.whileHeartbeating(pending, beat);
     if (!current()) return;
@@ -354,7 +356,7 @@ export class IngestWorker {
       const writeMs = performance.now() - started;
 
       // After the write, before the commit.
-      if (!current()) {
+      if (!owned()) {
         // The partition was taken away while we wrote: the new owner replays it; the points we
         // wrote are identical to the ones it will write.
         this.tasks.delete(partition);

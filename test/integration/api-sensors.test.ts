@@ -148,7 +148,7 @@ describe("sensors API", () => {
     const bad = await get<{ status: number; detail: string }>(
       `${api.url}/v1/sensors/sensor_a/readings?${range}&cursor=not-a-cursor`,
     );
-    expect(bad.status).toBe(400);
+    expect(bad.status).toBe(422);
     expect(bad.contentType).toContain("application/problem+json");
     expect(bad.body.detail).toContain("next_cursor");
     const big = await get<{ status: number; detail: string }>(

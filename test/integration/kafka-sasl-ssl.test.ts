@@ -344,7 +344,8 @@ describe("Kafka over SASL_SSL and mTLS, InfluxDB over https", () => {
       }
       // The API's own reachability check goes over the same TLS settings.
       const ready = await getJson<{ status: string; kafka: boolean; influxdb: boolean }>(`${api.url}/ready`);
-      expect(ready).toEqual({ status: 200, body: { status: "ok", kafka: true, influxdb: true } });
+      expect(ready.status).toBe(200);
+      expect(ready.body).toMatchObject({ status: "ok", kafka: true, influxdb: true });
     } finally {
       await api.stop();
       worker.child.kill("SIGTERM");
