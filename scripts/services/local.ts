@@ -11,6 +11,8 @@ import { createServer } from "node:net";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { influxConfig } from "../../common/config.js";
+import { ensureBuckets } from "../../common/influx.js";
 
 export const KAFKA_VERSION = process.env.KAFKA_VERSION ?? "3.9.1";
 export const INFLUXDB_VERSION = process.env.INFLUXDB_VERSION ?? "v2.7.12";
@@ -304,6 +306,15 @@ export class LocalInflux extends LocalService {
       proc,
     );
     await this.setup();
+    // The rollup buckets too, with the operator token: the worker may get a write-only one.
+    await ensureBuckets(
+      influxConfig({
+        INFLUX_URL: this.url,
+        INFLUX_TOKEN: this.token,
+        INFLUX_ORG: this.org,
+        INFLUX_BUCKET: this.bucket,
+      }),
+    );
     await this.scopedTokens();
   }
 
