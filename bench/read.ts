@@ -445,7 +445,17 @@ export async function runRead(
     ];
     for (const c of cases) {
       process.stderr.write(`[bench read] ${c.name}\n`);
-      figures.push(await timeCase(api.url, c, options.iterations));
+      // One failing request is a figure too; the others still run.
+      figures.push(
+        await timeCase(api.url, c, options.iterations).catch((err) => ({
+          name: c.name,
+          items: 0,
+          tier: "",
+          api: { p50: Number.NaN, p99: Number.NaN },
+          direct: { p50: Number.NaN, p99: Number.NaN },
+          same: `failed: ${(err as Error).message.slice(0, 200)}`,
+        })),
+      );
     }
     process.stderr.write("[bench read] sensors, 10,000 sensors\n");
     figures.push(
