@@ -130,11 +130,12 @@ describe("npm start", () => {
       // Someone who started it a while ago: the backlog of the first seconds, produced while the
       // worker was still joining its group, has been worked off (at most 2 s of readings behind).
       const brokers = (/Kafka\s+(127\.0\.0\.1:\d+)/.exec(output) as RegExpExecArray)[1] as string;
+      // And enough traffic for the stop to interrupt: more than 100 readings produced.
       await eventually(
-        "the worker within 20 readings of the simulator",
+        "more than 100 readings produced and the worker within 20 readings of the simulator",
         () =>
           groupProgress({ KAFKA_BROKERS: brokers, KAFKA_TOPIC_PREFIX: "", INGEST_GROUP_ID: "sensor-ingest" }),
-        (g) => g.committed > 0 && g.end - g.committed <= 20,
+        (g) => g.end > 100 && g.committed > 0 && g.end - g.committed <= 20,
         90_000,
       );
 
