@@ -12,7 +12,7 @@ import { inject } from "vitest";
 import { apiSettings } from "../../api/config.js";
 import { buildServer } from "../../api/server.js";
 import { influxConfig, kafkaConfig } from "../../common/config.js";
-import { createInflux } from "../../common/influx.js";
+import { createInflux, ensureBuckets } from "../../common/influx.js";
 import { createKafka, ensureTopics, type Kafka, withAdmin } from "../../common/kafka.js";
 import { routeInfluxClientLogs } from "../../common/log.js";
 import { type TopicName, topicName } from "../../common/topics.js";
@@ -42,6 +42,8 @@ export async function isolatedEnv(
   };
   const orgID = orgs.orgs[0]?.id;
   await influxApi(services, "POST", "/api/v2/buckets", { orgID, name: bucket, retentionRules: [] });
+  // And its rollup buckets, as provisioning does: a worker with a write-only token cannot.
+  await ensureBuckets(influxConfig({ ...services, INFLUX_BUCKET: bucket }));
   return {
     ...services,
     INFLUX_BUCKET: bucket,
