@@ -24,7 +24,9 @@ describe("flux shapes", () => {
 
   it("escapes user values into string literals that cannot become code", () => {
     expect(lit.str('a" or true or "')).toBe('"a\\" or true or \\""');
-    expect(eq("field", lit.str("x${y}"))).toBe('r.field == "x\\${y}"');
+    // Flux string interpolation: "$" + "{" must not survive unescaped.
+    const interpolation = ["x$", "{y}"].join("");
+    expect(eq("field", lit.str(interpolation))).toBe(`r.field == "x\\$${"{"}y}"`);
   });
 
   it("keeps the aggregate directly after the filter, the only shape storage runs itself", () => {
