@@ -87,7 +87,15 @@ export function hostOf(url: URL): string {
  * does not resolve now is let through: delivery checks again (see `guardedLookup`).
  */
 export async function checkWebhookTarget(text: string, allowed: Set<string>): Promise<void> {
-  const url = new URL(text);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    // A URI by RFC 3986 (e.g. "http://" with an empty host) that no HTTP client can call.
+    throw new WebhookTargetError(
+      `${JSON.stringify(text)} is not a URL a webhook can be sent to: give a host, e.g. https://hooks.example.com/alerts`,
+    );
+  }
   const host = hostOf(url);
   if (allowed.has(host)) return;
   let addresses: string[];
