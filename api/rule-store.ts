@@ -65,8 +65,7 @@ export class RuleStore {
   async stop(): Promise<void> {
     const producer = this.producer;
     this.producer = undefined;
-    await producer?.disconnect();
-    await this.table.stop();
+    await Promise.all([producer?.disconnect(), this.table.stop()]);
   }
 
   /** Records of the topic this copy has not applied yet (0: up to date). */

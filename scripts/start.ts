@@ -287,7 +287,8 @@ async function run(services: Services, began: number, servicesUp: number): Promi
         .stop(Math.min(2500, left() - 2000))
         .then(stopped("worker", ": batch finished, offsets committed, group left")),
     );
-    await step(() => children.api.stop(Math.min(1000, left() - 1500)).then(stopped("API")));
+    // The API's rule-table consumer may be in a fetch that lasts up to 1 s before it can leave.
+    await step(() => children.api.stop(Math.min(2000, left() - 1500)).then(stopped("API")));
     void admin.disconnect().catch(() => {});
     await step(async () => {
       await services.stop(Math.max(1500, left()));
