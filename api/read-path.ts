@@ -91,7 +91,7 @@ export class ReadPath {
     const forever = Date.UTC(2200, 0, 1);
     const [lasts, firsts] = await Promise.all([
       this.lastValues(0, forever, undefined, undefined, now),
-      this.run(
+      this.flux.columns(
         "catalogue_first",
         seriesAggregate(
           {
@@ -135,23 +135,25 @@ export class ReadPath {
 
   /** Per tier, the time through which every partition's windows are closed (the slowest partition's). */
   private async closedThrough(): Promise<Map<string, number>> {
-    const rows = await this.run(
-      "rollup_progress",
-      seriesAggregate(
-        {
-          bucket: lit.str(this.influx.rollupBuckets["1m"]),
-          start: lit.time(0),
-          stop: lit.time(Date.UTC(2200, 0, 1)),
-          where: and(
-            eq("_measurement", lit.str(PROGRESS_MEASUREMENT)),
-            eq("_field", lit.str("closed_through")),
-          ),
-        },
-        "last",
-        ["_value", "partition", "tier"],
-      ),
-      ["_value", "tier"],
-    ).catch(() => []);
+    const rows = await this.flux
+      .columns(
+        "rollup_progress",
+        seriesAggregate(
+          {
+            bucket: lit.str(this.influx.rollupBuckets["1m"]),
+            start: lit.time(0),
+            stop: lit.time(Date.UTC(2200, 0, 1)),
+            where: and(
+              eq("_measurement", lit.str(PROGRESS_MEASUREMENT)),
+              eq("_field", lit.str("closed_through")),
+            ),
+          },
+          "last",
+          ["_value", "partition", "tier"],
+        ),
+        ["_value", "tier"],
+      )
+      .catch(() => []);
     const out = new Map<string, number>();
     for (const [value, tier = ""] of rows)
       out.set(tier, Math.min(out.get(tier) ?? Number.POSITIVE_INFINITY, Number(value)));
@@ -239,7 +241,7 @@ export class ReadPath {
     stepMs: number,
     windows: Map<string, Map<number, Partial>>,
   ): Promise<void> {
-    const rows = await this.run(part.name, part.query, ["sensor_id", "_time", "_value", "_field"]);
+    const rows = await this.flux.columns(part.name, part.query, ["sensor_id", "_time", "_value", "_field"]);
     for (const [sensor = "", time = "", value = "", fieldName = ""] of rows) {
       const key = part.as ?? (fieldName as keyof Partial);
       const start = Math.floor(Date.parse(time) / stepMs) * stepMs;
@@ -321,7 +323,7 @@ export class ReadPath {
         },
         "last",
       );
-      for (const row of await this.rowsOf("last_raw", query)) {
+      for (const row of await this.flux.rows<Record<string, unknown>>("last_raw", query)) {
         const e = entry(String(row.sensor_id));
         const time = Date.parse(String(row._time));
         e.fields[String(row._field)] = { value: Number(row._value), time };
@@ -350,7 +352,7 @@ export class ReadPath {
       ["sensor_id", "field", "_field", "_value"],
     );
     const partial = new Map<string, { value?: number; time?: number; tags?: string }>();
-    for (const [sensorId = "", fieldName = "", kind = "", value = ""] of await this.run(
+    for (const [sensorId = "", fieldName = "", kind = "", value = ""] of await this.flux.columns(
       "last_rollup",
       query,
       ["sensor_id", "field", "_field", "_value"],
@@ -373,13 +375,5 @@ export class ReadPath {
       }
     }
     return found;
-  }
-
-  private run(name: string, query: string, columns: string[]): Promise<(string | undefined)[][]> {
-    return this.flux.columns(name, query, columns);
-  }
-
-  private rowsOf(name: string, query: string): Promise<Record<string, unknown>[]> {
-    return this.flux.rows<Record<string, unknown>>(name, query);
   }
 }

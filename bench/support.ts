@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { pino } from "pino";
 import { influxConfig, kafkaConfig } from "../common/config.js";
-import { createInflux } from "../common/influx.js";
+import { createInflux, ensureBuckets } from "../common/influx.js";
 import { type Admin, createKafka, ensureTopics, type Kafka, withAdmin } from "../common/kafka.js";
 import { routeInfluxClientLogs } from "../common/log.js";
 import { MEASUREMENTS, topicName } from "../common/topics.js";
@@ -36,19 +36,9 @@ export async function isolatedEnv(services: Env, name: string): Promise<Env> {
   return env;
 }
 
+/** The environment's raw bucket and its rollup buckets, made as provisioning makes them. */
 export async function createBucket(env: Env): Promise<void> {
-  const headers = { authorization: `Token ${env.INFLUX_TOKEN}`, "content-type": "application/json" };
-  const orgs = await fetch(`${env.INFLUX_URL}/api/v2/orgs?org=${encodeURIComponent(env.INFLUX_ORG ?? "")}`, {
-    headers,
-  });
-  const orgID = ((await orgs.json()) as { orgs?: { id: string }[] }).orgs?.[0]?.id;
-  if (orgID === undefined) throw new Error(`InfluxDB org ${env.INFLUX_ORG} not found`);
-  const res = await fetch(`${env.INFLUX_URL}/api/v2/buckets`, {
-    method: "POST",
-    headers,
-    body: JSON.stringify({ orgID, name: env.INFLUX_BUCKET, retentionRules: [] }),
-  });
-  if (!res.ok) throw new Error(`creating bucket ${env.INFLUX_BUCKET}: ${res.status} ${await res.text()}`);
+  await ensureBuckets(influxConfig(env));
 }
 
 export function kafkaFor(env: Env): Kafka {

@@ -33,16 +33,8 @@ export async function isolatedEnv(
 ): Promise<Env> {
   const id = `${name}-${randomBytes(4).toString("hex")}`;
   const bucket = `test-${id}`;
-  const orgs = (await influxApi(
-    services,
-    "GET",
-    `/api/v2/orgs?org=${encodeURIComponent(services.INFLUX_ORG ?? "")}`,
-  )) as {
-    orgs: { id: string }[];
-  };
-  const orgID = orgs.orgs[0]?.id;
-  await influxApi(services, "POST", "/api/v2/buckets", { orgID, name: bucket, retentionRules: [] });
-  // And its rollup buckets, as provisioning does: a worker with a write-only token cannot.
+  // The raw bucket and its rollup buckets, as provisioning makes them: a worker with a write-only
+  // token cannot create them.
   await ensureBuckets(influxConfig({ ...services, INFLUX_BUCKET: bucket }));
   return {
     ...services,
@@ -56,21 +48,6 @@ export async function isolatedEnv(
     LOG_LEVEL: "warn",
     ...extra,
   };
-}
-
-async function influxApi(
-  services: Env | ReturnType<typeof inject<"services">>,
-  method: string,
-  path: string,
-  body?: unknown,
-) {
-  const res = await fetch(`${services.INFLUX_URL}${path}`, {
-    method,
-    headers: { authorization: `Token ${services.INFLUX_TOKEN}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`InfluxDB ${method} ${path}: ${res.status} ${await res.text()}`);
-  return res.json();
 }
 
 export function kafkaFor(env: Env): Kafka {
