@@ -11,14 +11,19 @@ import {
   anyOf,
   eq,
   lit,
-  type PushableFunction,
   rawPoints,
   type Selection,
   seriesAggregate,
   windowAggregate,
 } from "../common/flux-shapes.js";
 import { bucketRetentions } from "../common/influx.js";
-import { PROGRESS_MEASUREMENT, ROLLUP_MEASUREMENT, ROLLUP_TIERS, type TierName } from "../common/rollups.js";
+import {
+  PROGRESS_MEASUREMENT,
+  ROLLUP_MEASUREMENT,
+  ROLLUP_TIERS,
+  type TierName,
+  tierByName,
+} from "../common/rollups.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import type { FluxRunner } from "./influx-query.js";
 import { planSegments, type Segment, type TierState } from "./planner.js";
@@ -46,6 +51,9 @@ export interface SensorLast {
   fields: Record<string, { value: number; time: number }>;
 }
 
+/** One storage-side query of a plan and, for raw parts, which part of the aggregate its values are. */
+type Part = { name: string; query: string; as?: keyof Partial };
+
 const PROGRESS_TTL_MS = 1000;
 
 const SYSTEM = new Set(["result", "table", "_start", "_stop", "_time", "_value", "_field", "_measurement"]);
@@ -53,67 +61,71 @@ const SYSTEM = new Set(["result", "table", "_start", "_stop", "_time", "_value",
 export class ReadPath {
   private progress: { at: number; closedThrough: Map<string, number> } | undefined;
   private retention = new Map<string, number>();
-  private known = new Map<string, { first: number; last: number }>();
-  private catalogueTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly flux: FluxRunner,
     private readonly influx: InfluxConfig,
   ) {}
 
-  /** Reads bucket retentions and fills the catalogue; refreshes the catalogue every `refreshMs`. */
-  async start(refreshMs: number): Promise<void> {
+  /** Reads bucket retentions (how far back each tier holds data). */
+  async start(): Promise<void> {
     try {
       this.retention = await bucketRetentions(this.influx);
     } catch {
       // Without bucket information every tier is assumed to keep everything.
     }
-    await this.refreshCatalogue().catch(() => {});
-    if (refreshMs > 0) {
-      this.catalogueTimer = setInterval(() => this.refreshCatalogue().catch(() => {}), refreshMs);
-      this.catalogueTimer.unref();
-    }
   }
 
-  stop(): void {
-    clearInterval(this.catalogueTimer);
-  }
-
-  /** Sensors known to have reported in [start, stop) (from the catalogue, no query). */
-  sensorsIn(start: number, stop: number): number {
-    let n = 0;
-    for (const seen of this.known.values()) if (seen.first < stop && seen.last >= start) n++;
-    return n;
-  }
-
-  /** Every sensor's first and last reading: storage-side first() on raw readings, last() on the tiers. */
-  async refreshCatalogue(now = Date.now()): Promise<void> {
-    const forever = Date.UTC(2200, 0, 1);
-    const [lasts, firsts] = await Promise.all([
-      this.lastValues(0, forever, undefined, undefined, now),
-      this.flux.columns(
-        "catalogue_first",
-        seriesAggregate(
-          {
-            bucket: lit.str(this.influx.bucket),
-            start: lit.time(0),
-            stop: lit.time(forever),
-            where: eq("_measurement", lit.str(MEASUREMENTS.readings)),
-          },
-          "first",
-          ["sensor_id", "_time"],
-        ),
-        ["sensor_id", "_time"],
-      ),
-    ]);
+  /** Each sensor's first reading time: a storage-side first() per segment of the plan, the earliest wins. */
+  async firstSeen(now = Date.now()): Promise<Map<string, number>> {
+    const tiers = (await this.tierStates(now)).sort((a, b) => b.ms - a.ms);
+    const segments = planSegments(0, Date.UTC(2200, 0, 1), tiers);
+    const found = await Promise.all(
+      segments.map((segment) => {
+        const range = { start: lit.time(segment.start), stop: lit.time(segment.stop) };
+        if (segment.source === "raw") {
+          return this.flux.columns(
+            "first_raw",
+            seriesAggregate(
+              {
+                bucket: lit.str(this.influx.bucket),
+                ...range,
+                where: eq("_measurement", lit.str(MEASUREMENTS.readings)),
+              },
+              "first",
+              ["sensor_id", "_time"],
+            ),
+            ["sensor_id", "_time"],
+          );
+        }
+        return this.flux
+          .columns(
+            "first_rollup",
+            seriesAggregate(
+              {
+                bucket: lit.str(this.influx.rollupBuckets[segment.source]),
+                ...range,
+                where: and(
+                  eq("_measurement", lit.str(ROLLUP_MEASUREMENT)),
+                  eq("_field", lit.str("first_time")),
+                ),
+              },
+              "first",
+              ["sensor_id", "_value"],
+            ),
+            ["sensor_id", "_value"],
+          )
+          .then((rows) => rows.map(([sensor, ms]) => [sensor, new Date(Number(ms)).toISOString()]));
+      }),
+    );
     const first = new Map<string, number>();
-    for (const [sensor = "", time = ""] of firsts) {
-      const t = Date.parse(time);
-      if (t < (first.get(sensor) ?? Number.POSITIVE_INFINITY)) first.set(sensor, t);
+    for (const rows of found) {
+      for (const [sensor = "", time = ""] of rows) {
+        const t = Date.parse(time);
+        if (t < (first.get(sensor) ?? Number.POSITIVE_INFINITY)) first.set(sensor, t);
+      }
     }
-    const known = new Map<string, { first: number; last: number }>();
-    for (const s of lasts) known.set(s.sensorId, { first: first.get(s.sensorId) ?? 0, last: s.lastSeen });
-    this.known = known;
+    return first;
   }
 
   /** Every rollup tier with how far it is written and how far back it is kept. */
@@ -179,10 +191,7 @@ export class ReadPath {
     return { windows, sources };
   }
 
-  private partsFor(
-    segment: Segment,
-    req: WindowRequest,
-  ): { name: string; query: string; combine: PushableFunction; as?: keyof Partial }[] {
+  private partsFor(segment: Segment, req: WindowRequest): Part[] {
     const every = lit.duration(req.stepMs);
     const sensors = anyOf("sensor_id", req.sensors ?? []);
     const range = { start: lit.time(segment.start), stop: lit.time(segment.stop) };
@@ -196,10 +205,9 @@ export class ReadPath {
           sensors,
         ),
       };
-      const parts: { name: string; query: string; combine: PushableFunction; as?: keyof Partial }[] = [];
+      const parts: Part[] = [];
       for (const fn of ["count", "sum", "min", "max"] as const) {
-        if (req.need[fn])
-          parts.push({ name: `raw_${fn}`, query: windowAggregate(s, every, fn), combine: fn, as: fn });
+        if (req.need[fn]) parts.push({ name: `raw_${fn}`, query: windowAggregate(s, every, fn), as: fn });
       }
       if (req.need.sumsq) {
         // Storage cannot square: this one reads the points (bounded by the caller).
@@ -209,7 +217,6 @@ export class ReadPath {
   |> map(fn: (r) => ({r with _value: float(v: r._value) * float(v: r._value)}))
   |> aggregateWindow(every: ${every}, fn: sum, createEmpty: false, timeSrc: "_start")
   |> keep(columns: ["_time", "_value", "_field", "sensor_id"])`,
-          combine: "sum",
           as: "sumsq",
         });
       }
@@ -226,21 +233,23 @@ export class ReadPath {
       ),
     });
     const sums = (["count", "sum", "sumsq"] as const).filter((f) => req.need[f]);
-    const parts: { name: string; query: string; combine: PushableFunction }[] = [];
-    if (sums.length > 0)
-      parts.push({ name: `rollup_sum`, query: windowAggregate(s(sums), every, "sum"), combine: "sum" });
-    if (req.need.min)
-      parts.push({ name: "rollup_min", query: windowAggregate(s(["min"]), every, "min"), combine: "min" });
-    if (req.need.max)
-      parts.push({ name: "rollup_max", query: windowAggregate(s(["max"]), every, "max"), combine: "max" });
+    const parts: Part[] = [];
+    if (req.stepMs === tierByName(segment.source as TierName).ms) {
+      // Sub-windows the size of the tier's windows are its points: one plain read, nothing to combine.
+      const fields = [...sums, ...(["min", "max"] as const).filter((f) => req.need[f])];
+      parts.push({
+        name: "rollup_points",
+        query: `${rawPoints(s(fields))}\n  |> keep(columns: ["_time", "_value", "_field", "sensor_id"])`,
+      });
+      return parts;
+    }
+    if (sums.length > 0) parts.push({ name: `rollup_sum`, query: windowAggregate(s(sums), every, "sum") });
+    if (req.need.min) parts.push({ name: "rollup_min", query: windowAggregate(s(["min"]), every, "min") });
+    if (req.need.max) parts.push({ name: "rollup_max", query: windowAggregate(s(["max"]), every, "max") });
     return parts;
   }
 
-  private async merge(
-    part: { name: string; query: string; combine: PushableFunction; as?: keyof Partial },
-    stepMs: number,
-    windows: Map<string, Map<number, Partial>>,
-  ): Promise<void> {
+  private async merge(part: Part, stepMs: number, windows: Map<string, Map<number, Partial>>): Promise<void> {
     const rows = await this.flux.columns(part.name, part.query, ["sensor_id", "_time", "_value", "_field"]);
     for (const [sensor = "", time = "", value = "", fieldName = ""] of rows) {
       const key = part.as ?? (fieldName as keyof Partial);
@@ -292,6 +301,11 @@ export class ReadPath {
       }
     }
     return [...out.values()].sort((a, b) => (a.sensorId < b.sensorId ? -1 : a.sensorId > b.sensorId ? 1 : 0));
+  }
+
+  /** Each sensor's last value of every field among the raw readings of [start, stop). */
+  async rawLastValues(start: number, stop: number): Promise<SensorLast[]> {
+    return [...(await this.lastIn({ source: "raw", start, stop }, undefined, undefined)).values()];
   }
 
   private async lastIn(

@@ -21,6 +21,7 @@ import { createInflux } from "../common/influx.js";
 import type { Kafka } from "../common/kafka.js";
 import { MAX_SENSOR_ID_BYTES } from "../common/reading.js";
 import { requireScope, type Scope, scopeOf, type TokenSet } from "./auth.js";
+import { SensorCatalogue } from "./catalogue.js";
 import type { ApiSettings } from "./config.js";
 import { FluxRunner } from "./influx-query.js";
 import { PROBLEM_MEDIA_TYPE, Problem, ProblemError, problemResponse, validationProblem } from "./problem.js";
@@ -37,6 +38,7 @@ export interface RouteContext {
   settings: ApiSettings;
   flux: FluxRunner;
   read: ReadPath;
+  catalogue: SensorCatalogue;
   kafka: Kafka;
   registry: Registry;
   rules: RuleStore;
@@ -331,19 +333,22 @@ export async function buildServer({
     registry,
     settings.queryTimeoutMs,
   );
+  const read = new ReadPath(flux, settings.influx);
   const ctx: RouteContext = {
     settings,
     kafka,
     registry,
     flux,
-    read: new ReadPath(flux, settings.influx),
+    read,
+    catalogue: new SensorCatalogue(read),
     auth: (scope) => requireScope(scope, settings.tokens),
     rules,
   };
   await ctx.rules.start();
   app.addHook("onClose", () => ctx.rules.stop());
-  await ctx.read.start(settings.catalogueRefreshMs);
-  app.addHook("onClose", async () => ctx.read.stop());
+  await ctx.read.start();
+  await ctx.catalogue.start(settings.catalogueRefreshMs);
+  app.addHook("onClose", async () => ctx.catalogue.stop());
   await app.register(healthRoutes(ctx));
   await app.register(aggregatesRoutes(ctx));
   await app.register(sensorsRoutes(ctx));

@@ -28,6 +28,8 @@ export interface ReadOptions {
   sensors: number;
   intervalS: number;
   iterations: number;
+  /** Only the cases whose name contains this text. */
+  only?: string;
 }
 
 export function readOptions(argv: string[]): ReadOptions {
@@ -38,6 +40,7 @@ export function readOptions(argv: string[]): ReadOptions {
       sensors: { type: "string", default: "1000" },
       "interval-s": { type: "string", default: "120" },
       iterations: { type: "string", default: "20" },
+      only: { type: "string" },
     },
   });
   const int = (name: string, text: string, min: number, max: number) => {
@@ -54,11 +57,12 @@ export function readOptions(argv: string[]): ReadOptions {
     sensors: int("sensors", values.sensors as string, 10, 100_000),
     intervalS: int("interval-s", values["interval-s"] as string, 1, 3600),
     iterations: int("iterations", values.iterations as string, 3, 1000),
+    ...(values.only === undefined ? {} : { only: values.only as string }),
   };
 }
 
 /** Produces a fleet's readings in event-time order (as a fleet sends them) and ingests them with the real worker. */
-async function load(
+export async function load(
   env: Env,
   sensors: number,
   start: number,
@@ -123,12 +127,21 @@ async function waitCommitted(env: Env, expected: number): Promise<void> {
   }
 }
 
+/** The range widened to whole epoch-aligned windows of `ms`, as the API reports edge windows whole. */
+function whole(range: [number, number], ms: number): [number, number] {
+  return [Math.floor(range[0] / ms) * ms, Math.ceil(range[1] / ms) * ms];
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
 type Numbers = Map<string, Record<string, number | null>>;
 
 interface Case {
   name: string;
   /** The API request (path and query). */
   path: string;
+  /** The API that answers, when not the fleet's. */
+  on?: string;
   /** The API's answer as numbers by key. */
   fromApi(body: unknown): Numbers;
   /** The best hand-written Flux on raw readings, run and merged as a client would. */
@@ -295,7 +308,26 @@ export async function runRead(
   process.stderr.write(`\n[bench read] loading 10,000 sensors × 1 hour, one reading per 10 min\n`);
   const loadedMany = await load(many, 10_000, now - HOUR, now, 10 * MIN);
   process.stderr.write("\n");
+  return {
+    figures: await measureRead(fleet, many, now, options),
+    loaded: [
+      `${loadedFleet.readings.toLocaleString("en-US")} readings (${options.sensors} sensors × ${options.days} days) in ${loadedFleet.seconds.toFixed(0)} s`,
+      `${loadedMany.readings.toLocaleString("en-US")} readings (10,000 sensors × 1 hour) in ${loadedMany.seconds.toFixed(0)} s`,
+    ],
+  };
+}
 
+/**
+ * Times every case on loaded data: `fleet` holds `options.sensors` sensors × `options.days` days
+ * ending at `now`, `many` 10,000 sensors over the hour before `now`.
+ */
+export async function measureRead(
+  fleet: Env,
+  many: Env,
+  now: number,
+  options: ReadOptions,
+): Promise<ReadFigure[]> {
+  const start = now - options.days * DAY;
   const figures: ReadFigure[] = [];
   const api = await startApi(fleet);
   const manyApi = await startApi(many);
@@ -330,7 +362,7 @@ export async function runRead(
         name: "aggregates 10m, all sensors, last 24h, raw",
         path: `/v1/aggregates?${q({ window: "10m", start: now - DAY, stop: now, tier: "raw" })}`,
         fromApi: windowsOf,
-        direct: () => directWindows(fleet, [now - DAY, now], 10 * MIN, four),
+        direct: () => directWindows(fleet, whole([now - DAY, now], 10 * MIN), 10 * MIN, four),
       },
       {
         name: `aggregates 1d, all sensors, ${days} days`,
@@ -412,7 +444,7 @@ export async function runRead(
                   _time: string;
                   _value: number;
                 }>(`from(bucket: "${config.bucket}")
-  |> range(start: ${new Date(now - 6 * HOUR).toISOString()}, stop: ${new Date(now).toISOString()})
+  |> range(start: ${iso(whole([now - 6 * HOUR, now], 10 * MIN)[0])}, stop: ${iso(whole([now - 6 * HOUR, now], 10 * MIN)[1])})
   |> filter(fn: (r) => r._measurement == "readings" and r._field == "temperature" and (${filter}))
   |> aggregateWindow(every: 10m, fn: (column, tables=<-) => tables |> quantile(column: column, q: ${qv}, method: "exact_mean"), createEmpty: false, timeSrc: "_start")`);
               for (const r of rows) {
@@ -442,12 +474,20 @@ export async function runRead(
         fromApi: sensorsOf,
         direct: () => directLast(fleet, [start, now]),
       },
+      {
+        name: "sensors, 10,000 sensors, last 31 days",
+        on: manyApi.url,
+        path: `/v1/sensors?${q({ stop: now + 1000 })}`,
+        fromApi: sensorsOf,
+        direct: () => directLast(many, [now + 1000 - 31 * DAY, now + 1000]),
+      },
     ];
     for (const c of cases) {
+      if (options.only !== undefined && !c.name.includes(options.only)) continue;
       process.stderr.write(`[bench read] ${c.name}\n`);
       // One failing request is a figure too; the others still run.
       figures.push(
-        await timeCase(api.url, c, options.iterations).catch((err) => ({
+        await timeCase(c.on ?? api.url, c, options.iterations).catch((err) => ({
           name: c.name,
           items: 0,
           tier: "",
@@ -457,19 +497,7 @@ export async function runRead(
         })),
       );
     }
-    process.stderr.write("[bench read] sensors, 10,000 sensors\n");
-    figures.push(
-      await timeCase(
-        manyApi.url,
-        {
-          name: "sensors, 10,000 sensors, last 31 days",
-          path: `/v1/sensors?${q({ stop: now + 1000 })}`,
-          fromApi: sensorsOf,
-          direct: () => directLast(many, [now + 1000 - 31 * DAY, now + 1000]),
-        },
-        options.iterations,
-      ),
-    );
+    if (options.only !== undefined && !"refused".includes(options.only)) return figures;
     // A request over the limits: refused from the catalogue before any query.
     const t0 = performance.now();
     const refused = await fetch(
@@ -491,11 +519,5 @@ export async function runRead(
     await api.close();
     await manyApi.close();
   }
-  return {
-    figures,
-    loaded: [
-      `${loadedFleet.readings.toLocaleString("en-US")} readings (${options.sensors} sensors × ${options.days} days) in ${loadedFleet.seconds.toFixed(0)} s`,
-      `${loadedMany.readings.toLocaleString("en-US")} readings (10,000 sensors × 1 hour) in ${loadedMany.seconds.toFixed(0)} s`,
-    ],
-  };
+  return figures;
 }

@@ -198,7 +198,8 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
 
   /** Refuses, before any query, what would exceed the limits: windows answered and sub-windows read. */
   function checkSize(plan: WindowPlan, subMs: number, windowsPerSensor: number): void {
-    const series = plan.sensors?.length ?? read.sensorsIn(plan.firstStart, plan.lastStart + plan.periodMs);
+    const series =
+      plan.sensors?.length ?? ctx.catalogue.sensorsIn(plan.firstStart, plan.lastStart + plan.periodMs);
     const windows = series * windowsPerSensor;
     if (windows > maxPoints) {
       throw tooLarge(
@@ -479,7 +480,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         const end = Math.floor(at / periodMs) * periodMs;
         const from = end - Math.ceil(lookbackMs / periodMs) * periodMs;
         const sensors = q.sensor_id && q.sensor_id.length > 0 ? [...new Set(q.sensor_id)] : undefined;
-        const series = sensors?.length ?? read.sensorsIn(from, end);
+        const series = sensors?.length ?? ctx.catalogue.sensorsIn(from, end);
         if (series > maxPoints) {
           throw tooLarge(
             `${series} sensors reported in the lookback, more than ${maxPoints}: name sensors with sensor_id`,
@@ -487,7 +488,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         }
         // Each sensor's latest reading before `end` says which window is its latest; sensors that
         // share it are answered by one query over that one window.
-        const last = await read.lastValues(from, end, sensors, field);
+        const last = await ctx.catalogue.lastValues(from, end, sensors, field);
         const groups = new Map<number, string[]>();
         for (const s of last) {
           const time = s.fields[field]?.time;

@@ -145,13 +145,12 @@ export function sensorsRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
           ctx.settings.maxRangeMs,
           now,
         );
-        // Storage-side last() on the coarsest rollups that hold the range, raw readings for the rest.
-        const found = await ctx.read.lastValues(
+        // The in-memory catalogue plus the raw tail since its last catch-up (see api/catalogue.ts).
+        const found = await ctx.catalogue.lastValues(
           range.start,
           range.stop,
           q.sensor_id && q.sensor_id.length > 0 ? [...new Set(q.sensor_id)] : undefined,
           undefined,
-          now,
         );
         if (found.length > ctx.settings.maxPoints) {
           throw tooLarge(

@@ -3,6 +3,8 @@
  * worker: exact last values, every reading exactly once across cursor pages, exact sessions.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { influxConfig } from "../../common/config.js";
+import { createInflux } from "../../common/influx.js";
 import { get, isoAt, type SeedReading, seedReadings } from "../support/api-helpers.js";
 import { type Env, isolatedEnv, startApi } from "../support/harness.js";
 
@@ -179,5 +181,66 @@ describe("sensors API", () => {
     expect(exact.body.sessions.map((s) => s.count)).toEqual([6, 1]);
     const shorter = await get<SessionsBody>(`${api.url}/v1/sensors/sensor_c/sessions?${range}&gap=179s`);
     expect(shorter.body.sessions.map((s) => s.count)).toEqual([3, 3, 1]);
+  });
+});
+
+describe("sensor catalogue", () => {
+  /** Writes raw reading points straight to the bucket, as the worker would (epoch ms). */
+  async function writeRaw(env: Env, lines: string[]): Promise<void> {
+    const config = influxConfig(env);
+    const write = createInflux(config).getWriteApi(config.org, config.bucket, "ms");
+    write.writeRecords(lines);
+    await write.close();
+  }
+
+  it("lists readings stored after the API's last catalogue refresh, and answers a past range from storage", async () => {
+    const env = await isolatedEnv("api-catalogue");
+    // No periodic refresh: only the catch-up each request makes can show the new readings.
+    const api = await startApi({ ...env, API_CATALOGUE_REFRESH_MS: "0" });
+    try {
+      const t = Date.now() - 5_000;
+      const empty = await get<SensorsBody>(`${api.url}/v1/sensors`);
+      expect(empty.body.sensors).toEqual([]);
+
+      await writeRaw(env, [`readings,sensor_id=fresh,site=east temperature=1.5 ${t}`]);
+      const one = await get<SensorsBody>(`${api.url}/v1/sensors`);
+      expect(one.body.sensors).toEqual([
+        {
+          sensor_id: "fresh",
+          last_seen: isoAt(t),
+          tags: { site: "east" },
+          fields: { temperature: { value: 1.5, time: isoAt(t) } },
+        },
+      ]);
+
+      await writeRaw(env, [`readings,sensor_id=fresh,site=west temperature=2.5,humidity=40 ${t + 1000}`]);
+      const two = await get<SensorsBody>(`${api.url}/v1/sensors`);
+      expect(two.body.sensors).toEqual([
+        {
+          sensor_id: "fresh",
+          last_seen: isoAt(t + 1000),
+          tags: { site: "west" },
+          fields: {
+            humidity: { value: 40, time: isoAt(t + 1000) },
+            temperature: { value: 2.5, time: isoAt(t + 1000) },
+          },
+        },
+      ]);
+
+      // A range that ends before the newest reading is not the catalogue's to answer.
+      const past = await get<SensorsBody>(
+        `${api.url}/v1/sensors?start=${isoAt(t - 1000)}&stop=${isoAt(t + 500)}`,
+      );
+      expect(past.body.sensors).toEqual([
+        {
+          sensor_id: "fresh",
+          last_seen: isoAt(t),
+          tags: { site: "east" },
+          fields: { temperature: { value: 1.5, time: isoAt(t) } },
+        },
+      ]);
+    } finally {
+      await api.stop();
+    }
   });
 });
