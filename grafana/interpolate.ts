@@ -3,6 +3,7 @@
  * panel's Flux as Grafana would: the interval it computes from the range, the panel's
  * maxDataPoints and its minimum interval (v.windowPeriod), and the text it substitutes.
  */
+import { ROLLUP_TIERS } from "../common/rollups.js";
 import type { Dashboard, Panel } from "./model.js";
 
 /**
@@ -71,6 +72,29 @@ export function goDuration(ms: number): string {
   if (h > 0) return `${h}h${m}m${s}`;
   if (m > 0) return `${m}m${s}`;
   return s;
+}
+
+/**
+ * The window (ms) a query built with common/flux-shapes `windowing` uses: v.windowPeriod, or the
+ * smallest nice size that keeps the range within `maxWindows` windows when that is larger. The
+ * same integer arithmetic as the Flux, in nanoseconds.
+ */
+export function queryWindowMs(rangeMs: number, windowPeriodMs: number, maxWindows: number): number {
+  const least = (BigInt(rangeMs) * 1_000_000n) / BigInt(maxWindows - 1) + 1n;
+  const nice = [
+    1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+  ];
+  const niceS = nice.find((s) => BigInt(s) * 1_000_000_000n >= least);
+  const dayNs = 86_400_000_000_000n;
+  const fitting =
+    niceS === undefined ? ((least + dayNs - 1n) / dayNs) * dayNs : BigInt(niceS) * 1_000_000_000n;
+  const wanted = BigInt(windowPeriodMs) * 1_000_000n;
+  return Number((wanted >= fitting ? wanted : fitting) / 1_000_000n);
+}
+
+/** The tier an "auto" readings query reads for a window (the coarsest rollup tier dividing it). */
+export function tierFor(windowMs: number): string {
+  return [...ROLLUP_TIERS].sort((a, b) => b.ms - a.ms).find((t) => windowMs % t.ms === 0)?.name ?? "raw";
 }
 
 export interface QueryContext {

@@ -23,6 +23,8 @@ import {
   grafanaIntervalMs,
   interpolate,
   type QueryContext,
+  queryWindowMs,
+  tierFor,
   variableValues,
 } from "../../grafana/interpolate.js";
 import { type Dashboard, tableColumns } from "../../grafana/model.js";
@@ -99,21 +101,6 @@ const RANGES: Range[] = [
   { name: "6 h", from: NOW - 6 * HOUR, to: NOW + 1000 },
   { name: "30 d", from: NOW - 30 * DAY, to: NOW + 1000 },
 ];
-
-/** The window common/flux-shapes `windowing` computes, in ms (the query's own arithmetic, in ns). */
-function windowMs(range: Range, windowPeriodMs: number, maxWindows: number): number {
-  const spanNs = BigInt(range.to - range.from) * 1_000_000n;
-  const least = spanNs / BigInt(maxWindows - 1) + 1n;
-  const nice = [
-    1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
-  ];
-  const fittingS = nice.find((s) => BigInt(s) * 1_000_000_000n >= least);
-  const dayNs = BigInt(DAY) * 1_000_000n;
-  const fittingNs =
-    fittingS === undefined ? ((least + dayNs - 1n) / dayNs) * dayNs : BigInt(fittingS) * 1_000_000_000n;
-  const wpNs = BigInt(windowPeriodMs) * 1_000_000n;
-  return Number((wpNs >= fittingNs ? wpNs : fittingNs) / 1_000_000n);
-}
 
 /** Rows per Flux table (`result` + `table`): one series each. */
 function seriesSizes(rows: Row[]): number[] {
@@ -398,6 +385,17 @@ describe("dashboards against the real pipeline's data", () => {
     ]);
   });
 
+  it("reads each tier in one of the ranges: raw readings, the 1m and the 1h rollups", () => {
+    const tiers = new Set<string>();
+    for (const range of RANGES) {
+      for (const { dashboard, q } of tieredPanels) {
+        const interval = context(dashboard, q, range).intervalMs;
+        tiers.add(tierFor(queryWindowMs(range.to - range.from, interval, q.maxDataPoints)));
+      }
+    }
+    expect([...tiers].sort()).toEqual(["1h", "1m", "raw"]);
+  });
+
   /** The tier and boundary a tiered query picks for this range (the same statements, evaluated). */
   async function plan(d: Dashboard, q: DashboardQuery, range: Range, tier = "auto") {
     const script = [
@@ -428,10 +426,9 @@ describe("dashboards against the real pipeline's data", () => {
     it(`${range.name}: the readings panels equal the data, and rollups plus the raw tail equal raw readings`, async () => {
       for (const { dashboard, q } of tieredPanels) {
         const context0 = context(dashboard, q, range);
-        const every = windowMs(range, context0.intervalMs, q.maxDataPoints);
+        const every = queryWindowMs(range.to - range.from, context0.intervalMs, q.maxDataPoints);
         const auto = await plan(dashboard, q, range);
-        const expectedTier = every % HOUR === 0 ? "1h" : every % MIN === 0 ? "1m" : "raw";
-        expect(auto.tier, `${q.name} every ${every} ms`).toBe(expectedTier);
+        expect(auto.tier, `${q.name} every ${every} ms`).toBe(tierFor(every));
         expect(auto.start).toBe(Math.floor(range.from / every) * every);
         if (auto.tier !== "raw") {
           // Rollups answer the closed windows, raw readings the newest: both are read.
