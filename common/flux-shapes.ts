@@ -6,6 +6,10 @@
  *     |> aggregateWindow(every, fn: count|sum|min|max|mean|first|last, createEmpty: false)
  *        (PushDownAggregateWindowRule: every == period, offset ≥ 0, UTC; timeSrc "_start" keeps it)
  *     |> or a bare count|sum|min|max|mean|first|last (PushDownBareAggregateRule)
+ *     |> or window(every) |> one of them, which keeps a selected point's own time
+ *        (PushDownWindowAggregateRule)
+ *     |> or keep(columns: [tag]) |> group() |> distinct(column: tag): the tag index
+ *        (PushDownReadTagValuesRule)
  *
  * Anything between `filter` and the aggregate (`map`, `pivot`, `sort`, `group`, `limit`, a stream
  * bound to a variable and used twice, `contains()` in the predicate, `window(period ≠ every)`)

@@ -30,7 +30,6 @@ export const GRAFANA = {
 /** A dashboard variable's value as a Flux string literal (Grafana fills it in before Flux sees it). */
 export const quoted = (name: string): string => `"${grafanaVariable(name)}"`;
 
-export const SENSOR = grafanaVariable("sensor");
 export const FIELD = grafanaVariable("field");
 /** Which data the readings panels read: auto (by the window), raw, or one rollup tier. */
 export const TIERS = ["auto", "raw", ...ROLLUP_TIERS.map((t) => t.name)] as const;

@@ -42,7 +42,7 @@ export interface FieldDefaults {
 }
 
 export interface FieldOverride {
-  matcher: { id: "byName" | "byFrameRefID"; options: string };
+  matcher: { id: "byName"; options: string };
   properties: { id: string; value: unknown }[];
 }
 
@@ -270,13 +270,6 @@ export function tableColumns(p: PanelSpec | Panel): string[] {
 export function override(name: string, properties: Record<string, unknown>): FieldOverride {
   return {
     matcher: { id: "byName", options: name },
-    properties: Object.entries(properties).map(([id, value]) => ({ id, value })),
-  };
-}
-
-export function refIdOverride(refId: string, properties: Record<string, unknown>): FieldOverride {
-  return {
-    matcher: { id: "byFrameRefID", options: refId },
     properties: Object.entries(properties).map(([id, value]) => ({ id, value })),
   };
 }
