@@ -6,6 +6,10 @@
  *     |> aggregateWindow(every, fn: count|sum|min|max|mean|first|last, createEmpty: false)
  *        (PushDownAggregateWindowRule: every == period, offset ≥ 0, UTC; timeSrc "_start" keeps it)
  *     |> or a bare count|sum|min|max|mean|first|last (PushDownBareAggregateRule)
+ *     |> or window(every) |> one of them, which keeps a selected point's own time
+ *        (PushDownWindowAggregateRule)
+ *     |> or keep(columns: [tag]) |> group() |> distinct(column: tag): the tag index
+ *        (PushDownReadTagValuesRule)
  *
  * Anything between `filter` and the aggregate (`map`, `pivot`, `sort`, `group`, `limit`, a stream
  * bound to a variable and used twice, `contains()` in the predicate, `window(period ≠ every)`)
@@ -17,6 +21,7 @@
  * variables) build their queries from these functions, so a value is a Flux expression string.
  */
 import { fluxDateTime, fluxDuration, fluxString } from "@influxdata/influxdb-client";
+import { PROGRESS_MEASUREMENT, ROLLUP_MEASUREMENT, ROLLUP_TIERS } from "./rollups.js";
 
 /** A Flux expression, e.g. a literal from `lit` or a Grafana variable such as `v.timeRangeStart`. */
 export type FluxExpr = string;
@@ -93,4 +98,350 @@ export function seriesAggregate(s: Selection, fn: PushableFunction, keep?: reado
 /** The raw points themselves, for what storage cannot compute (exact quantiles). */
 export function rawPoints(s: Selection): string {
   return selected(s);
+}
+
+/*
+ * Shapes for queries whose range and window are themselves Flux expressions (Grafana's
+ * `v.timeRangeStart`, `v.windowPeriod`, …). Each builds a whole script: a few statements that
+ * compute the window, the tier and where rollups end, then functions each holding one pushable
+ * read, called only on the branch that needs them (Flux evaluates `if` lazily, and the planner
+ * only sees the reads a script really runs). Bucket names, windows and ranges may be computed:
+ * they are evaluated before planning. Predicates may not: they must compare columns to literals.
+ */
+
+/** Nice window sizes (ns) a computed window is rounded up to; beyond the last, whole days. */
+const NICE_WINDOWS_S = [
+  1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+];
+const NS_PER_S = 1_000_000_000;
+
+export interface Windowing {
+  /** The range as Flux time expressions. */
+  start: FluxExpr;
+  stop: FluxExpr;
+  /** The window the caller asks for (Grafana's v.windowPeriod); undefined: derive from the range. */
+  windowPeriod?: FluxExpr;
+  /** At most this many windows per series over the range. */
+  maxWindows: number;
+}
+
+/**
+ * Flux statements defining `every` (a duration), `everyNs`, `start` (the range start floored to
+ * `every`, so every window is whole and rollup windows line up with raw ones) and `stop`.
+ * `every` is `windowPeriod` unless the range would then hold more than `maxWindows` windows
+ * (Grafana rounds its interval down as well as up): then the smallest nice size that fits.
+ */
+export function windowing(w: Windowing): string {
+  if (!Number.isInteger(w.maxWindows) || w.maxWindows < 2) {
+    throw new Error(`maxWindows ${w.maxWindows} is not valid: expected an integer of at least 2`);
+  }
+  const ladder = NICE_WINDOWS_S.map((s) => `if least <= ${s * NS_PER_S} then ${s * NS_PER_S}`).join(" else ");
+  const day = 86_400 * NS_PER_S;
+  return [
+    `spanNs = int(v: ${w.stop}) - int(v: ${w.start})`,
+    // One more window than the span holds may start before the range: hence maxWindows - 1.
+    `least = spanNs / ${w.maxWindows - 1} + 1`,
+    `fitting = ${ladder} else (least + ${day - 1}) / ${day} * ${day}`,
+    w.windowPeriod === undefined
+      ? "everyNs = fitting"
+      : `everyNs = if int(v: ${w.windowPeriod}) >= fitting then int(v: ${w.windowPeriod}) else fitting`,
+    "every = duration(v: everyNs)",
+    `start = time(v: int(v: ${w.start}) / everyNs * everyNs)`,
+    `stop = ${w.stop}`,
+  ].join("\n");
+}
+
+/** A pushable read as a Flux function of no arguments: `() => from |> range |> filter |> <aggregate>`. */
+export interface Read {
+  bucket: FluxExpr;
+  /** Range bounds: Flux time expressions, e.g. `start` and `boundary` of `tieredSource`. */
+  start: FluxExpr;
+  stop: FluxExpr;
+  where: string;
+  /** The pushed-down aggregate: a stage from `aggregate`. */
+  aggregate: string;
+  /** Stages after the aggregate (any). */
+  after?: string[];
+}
+
+/** The aggregate stages storage runs itself. */
+export const aggregate = {
+  /** Per `every` window, `_time` = the window's start. */
+  windows: (fn: PushableFunction, every: FluxExpr = "every") =>
+    `aggregateWindow(every: ${every}, fn: ${fn}, createEmpty: false, timeSrc: "_start")`,
+  /** Per window, the selected point itself (its own `_time`): `window |> first|last|min|max`. */
+  selectInWindows: (fn: "first" | "last" | "min" | "max", every: FluxExpr = "every") =>
+    `window(every: ${every})\n  |> ${fn}()\n  |> window(every: inf)`,
+  /** Over the whole range, per series. */
+  whole: (fn: PushableFunction) => `${fn}()`,
+} as const;
+
+export function read(r: Read): string {
+  return [
+    `from(bucket: ${r.bucket})`,
+    `range(start: ${r.start}, stop: ${r.stop})`,
+    `filter(fn: (r) => ${r.where})`,
+    r.aggregate,
+    ...(r.after ?? []),
+  ].join("\n  |> ");
+}
+
+/**
+ * The distinct values of one tag (or `_field`) where `where` holds, from the index
+ * (PushDownReadTagValuesRule: no point is read).
+ */
+export function tagValues(s: Selection, tag: string): string {
+  return `${selected(s)}
+  |> keep(columns: [${lit.str(tag)}])
+  |> group()
+  |> distinct(column: ${lit.str(tag)})`;
+}
+
+/** Values of the rollup tiers the `tier` Flux variable takes, finest last; "raw" for none. */
+function tierConditions(): string {
+  const coarsestFirst = [...ROLLUP_TIERS].sort((a, b) => b.ms - a.ms);
+  return coarsestFirst
+    .map((t) => `if everyNs % ${t.ms * 1_000_000} == 0 then ${lit.str(t.name)}`)
+    .join(" else ");
+}
+
+export interface Tiering {
+  /** `"auto"`, or a tier name / `"raw"` to force one (e.g. a dashboard variable's value). */
+  forced: FluxExpr;
+  /** The raw bucket; the rollup buckets are named `<raw>_<tier>` (config.ts's default names). */
+  rawBucket: FluxExpr;
+}
+
+/**
+ * Flux statements (after `windowing`) defining `tier` — the coarsest rollup tier whose window
+ * divides `every`, or "raw" — `rollupBucket`, and `boundary`: rollups answer [start, boundary),
+ * raw readings [boundary, stop). The boundary is where every partition's windows of the tier are
+ * closed (rollup_progress, the slowest partition), floored to `every` so no window is split.
+ */
+export function tiering(t: Tiering): string {
+  return [
+    `tier = if ${t.forced} != "auto" then ${t.forced} else ${tierConditions()} else "raw"`,
+    `rawBucket = ${t.rawBucket}`,
+    `rollupBucket = ${t.rawBucket} + "_" + tier`,
+    `closed = if tier == "raw" then [] else ${read({
+      bucket: `${t.rawBucket} + "_${ROLLUP_TIERS[0].name}"`,
+      start: "0",
+      stop: "now()",
+      where: and(eq("_measurement", lit.str(PROGRESS_MEASUREMENT)), eq("_field", lit.str("closed_through"))),
+      aggregate: aggregate.whole("last"),
+      after: [
+        "filter(fn: (r) => r.tier == tier)",
+        "group()",
+        "min()",
+        'findColumn(fn: (key) => true, column: "_value")',
+      ],
+    })}`,
+    `closedNs = if length(arr: closed) == 0 then int(v: start) else int(v: closed[0]) * 1000000 / everyNs * everyNs`,
+    "boundary = time(v: if closedNs < int(v: start) then int(v: start) else if closedNs > int(v: stop) then int(v: stop) else closedNs)",
+    // A range may not be empty, so a source whose share is empty is not read at all.
+    "tiered = (rollup, raw) => if boundary <= start then raw() else if boundary >= stop then rollup() else union(tables: [rollup(), raw()])",
+  ].join("\n");
+}
+
+/** Readings of one field, as raw points and as rollup points: the two sides of a tiered read. */
+export interface TieredSelection {
+  /** Over raw readings: measurement, `_field` and sensors. */
+  raw: string;
+  /** Over rollup points: sensors and the `field` tag (the measurement and `_field` are added). */
+  rollup: string;
+}
+
+export type TieredFunction = "count" | "sum" | "min" | "max";
+
+/** How a rollup field combines into a wider window: counts and sums add up. */
+const ROLLUP_FIELD_COMBINE: Record<TieredFunction, PushableFunction> = {
+  count: "sum",
+  sum: "sum",
+  min: "min",
+  max: "max",
+};
+
+/**
+ * A Flux expression (after `windowing` and `tiering`): `fn` of the readings per series, in `every`
+ * windows (`whole`: over the range), from rollups before `boundary` and raw readings after.
+ * Rows: `_time`, `_value` (float), `_field` = `fn`, and the `by` columns.
+ */
+export function tiered(
+  s: TieredSelection,
+  fn: TieredFunction,
+  by: readonly string[],
+  span: "windows" | "whole" = "windows",
+): string {
+  const after = [
+    "toFloat()",
+    `set(key: "_field", value: ${lit.str(fn)})`,
+    `keep(columns: [${["_time", "_value", "_field", ...by].map(lit.str).join(", ")}])`,
+  ];
+  const agg = (f: PushableFunction) => (span === "windows" ? aggregate.windows(f) : aggregate.whole(f));
+  const rollup = read({
+    bucket: "rollupBucket",
+    start: "start",
+    stop: "boundary",
+    where: and(eq("_measurement", lit.str(ROLLUP_MEASUREMENT)), s.rollup, eq("_field", lit.str(fn))),
+    aggregate: agg(ROLLUP_FIELD_COMBINE[fn]),
+    after,
+  });
+  const raw = read({
+    bucket: "rawBucket",
+    start: "boundary",
+    stop: "stop",
+    where: s.raw,
+    aggregate: agg(fn),
+    after,
+  });
+  return `tiered(\n  rollup: () => ${rollup},\n  raw: () => ${raw},\n)`;
+}
+
+/** `tiered` for mean, which storage computes as Σsum / Σcount per window. Rows as `tiered`'s. */
+export function tieredMean(s: TieredSelection, by: readonly string[]): string {
+  return `union(tables: [${tiered(s, "sum", by)}, ${tiered(s, "count", by)}])
+  |> group(columns: [${by.map(lit.str).join(", ")}])
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> map(fn: (r) => ({r with _field: "mean", _value: r.sum / r.count}))
+  |> drop(columns: ["sum", "count"])`;
+}
+
+/**
+ * Flux statement defining `name`: the `n` values of `by` whose `fn` over the whole range is
+ * highest (pushed down per series, ranked after), for capping how many series a panel draws.
+ */
+export function topSeries(
+  name: string,
+  s: TieredSelection,
+  fn: "max" | "count",
+  by: string,
+  n: number,
+): string {
+  return `${name} = ${tiered(s, fn, [by], "whole")}
+  |> group(columns: [${lit.str(by)}])
+  |> ${fn === "count" ? "sum" : "max"}()
+  |> group()
+  |> sort(columns: ["_value", ${lit.str(by)}], desc: true)
+  |> limit(n: ${n})
+  |> findColumn(fn: (key) => true, column: ${lit.str(by)})`;
+}
+
+/*
+ * The pushdown check: every `from()` in a script must be followed by `range`, any number of
+ * `filter`s with pushable predicates, then one of the shapes above, before anything else.
+ */
+
+interface Call {
+  name: string;
+  args: string;
+}
+
+/** The `|>` chain of calls that starts at `from(` at `at`. */
+function chainAt(flux: string, at: number): Call[] {
+  const calls: Call[] = [];
+  let i = at;
+  for (;;) {
+    const name = /^[\w.]+/.exec(flux.slice(i))?.[0];
+    if (name === undefined || flux[i + name.length] !== "(") break;
+    let depth = 0;
+    let j = i + name.length;
+    let quoted = false;
+    for (; j < flux.length; j++) {
+      const c = flux[j];
+      if (quoted) {
+        if (c === "\\") j++;
+        else if (c === '"') quoted = false;
+      } else if (c === '"') quoted = true;
+      else if (c === "(" || c === "[" || c === "{") depth++;
+      else if (c === ")" || c === "]" || c === "}") {
+        depth--;
+        if (depth === 0) break;
+      }
+    }
+    calls.push({ name, args: flux.slice(i + name.length + 1, j) });
+    const next = /^\s*\|>\s*/.exec(flux.slice(j + 1));
+    if (next === null) break;
+    i = j + 1 + next[0].length;
+  }
+  return calls;
+}
+
+const PUSHABLE_SET = new Set<string>(PUSHABLE);
+const LITERAL = String.raw`(?:"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?|/(?:[^/\\]|\\.)+/)`;
+const TAG_TEST = new RegExp(String.raw`^r\.\w+ (?:==|!=|=~|!~) ${LITERAL}$`);
+const VALUE_TEST = new RegExp(String.raw`^r\._value (?:==|!=|<|<=|>|>=) ${LITERAL}$`);
+
+/** True when a filter predicate is `and`/`or` of `r.<tag> op <literal>` (rules.go isPushableExpr). */
+export function isPushablePredicate(predicate: string): boolean {
+  const text = predicate.trim();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === "\\") i++;
+    } else if (c === "(") depth++;
+    else if (c === ")") depth--;
+    else if (depth === 0) {
+      for (const op of [" and ", " or "]) {
+        if (text.startsWith(op, i)) {
+          return isPushablePredicate(text.slice(0, i)) && isPushablePredicate(text.slice(i + op.length));
+        }
+      }
+    }
+  }
+  if (text.startsWith("(") && text.endsWith(")")) return isPushablePredicate(text.slice(1, -1));
+  return TAG_TEST.test(text) || VALUE_TEST.test(text);
+}
+
+/** What keeps a chain from being read by storage alone, or undefined when it is. */
+function chainProblem(calls: Call[]): string | undefined {
+  const names = calls.map((c) => c.name);
+  if (names[1] !== "range") return `from() is not followed by range(): ${names.join(" |> ")}`;
+  let k = 2;
+  for (; calls[k]?.name === "filter"; k++) {
+    const predicate = /^\s*fn:\s*\(r\)\s*=>\s*([\s\S]*?)\s*,?\s*$/.exec(calls[k]?.args ?? "")?.[1];
+    if (predicate === undefined || !isPushablePredicate(predicate)) {
+      return `filter(${calls[k]?.args}) is not a pushable predicate`;
+    }
+  }
+  const [first, second, third] = calls.slice(k);
+  if (first === undefined) return "no aggregate: every point is read";
+  if (first.name === "aggregateWindow") {
+    const fn = /fn: (\w+)/.exec(first.args)?.[1] ?? "";
+    if (!PUSHABLE_SET.has(fn)) return `aggregateWindow(fn: ${fn}) is not computed in storage`;
+    if (!/createEmpty: false/.test(first.args)) return "aggregateWindow without createEmpty: false";
+    if (/period:|offset: -|location:|column:/.test(first.args))
+      return `aggregateWindow(${first.args}) is not pushable`;
+    return undefined;
+  }
+  if (first.name === "window") {
+    if (!/^every: [\w.]+$/.test(first.args.trim())) return `window(${first.args}) is not pushable`;
+    if (second === undefined || !PUSHABLE_SET.has(second.name) || second.args.trim() !== "") {
+      return `window() is not followed by a pushable aggregate`;
+    }
+    return undefined;
+  }
+  if (PUSHABLE_SET.has(first.name)) {
+    return first.args.trim() === "" ? undefined : `${first.name}(${first.args}) is not pushable`;
+  }
+  if (first.name === "keep" && second?.name === "group" && third?.name === "distinct") {
+    const column = /^columns: \[("\w+")\]$/.exec(first.args.trim())?.[1];
+    if (column !== undefined && second.args.trim() === "" && third.args.trim() === `column: ${column}`) {
+      return undefined;
+    }
+  }
+  return `${first.name}() before any pushable aggregate`;
+}
+
+/**
+ * Every `from()` chain of a Flux script that InfluxDB 2.7 would not run in storage, with why;
+ * empty when the whole script reads storage through pushed-down shapes only.
+ */
+export function pushdownProblems(flux: string): string[] {
+  const problems: string[] = [];
+  for (const m of flux.matchAll(/\bfrom\(/g)) {
+    const problem = chainProblem(chainAt(flux, m.index));
+    if (problem !== undefined) problems.push(problem);
+  }
+  return problems;
 }

@@ -1,13 +1,13 @@
 /**
- * Alert queries shared by the fleet, sensor and alerts dashboards. An alert's state is a tag, so a
- * rule on a sensor is firing when its latest transition (looking back 30 days from the end of the
- * range) is `firing`.
+ * Alert queries shared by the fleet, sensor and alerts dashboards. An alert's `state` is a tag, so
+ * firing and resolved are different series of one rule and sensor: the state now is the state of
+ * whichever series has the newest point. Storage finds each series' newest point (a bare `last()`
+ * over all time up to the end of the range); Flux then keeps the newest per rule and sensor.
  */
+import { and, eq, lit } from "../common/flux-shapes.js";
 import { MEASUREMENTS } from "../common/topics.js";
-import { keep, PIVOT_FIELDS, select, selectAsOfStop, where, withImports } from "./flux.js";
+import { GRAFANA, keep, latestEvents, PIVOT_FIELDS, quoted } from "./flux.js";
 import { colorMapping, override, SEVERITY_COLORS, STATE_COLORS } from "./model.js";
-
-const LOOKBACK = "30d";
 
 export const ALERT_COLUMNS: [string, string][] = [
   ["_time", "Time"],
@@ -19,6 +19,12 @@ export const ALERT_COLUMNS: [string, string][] = [
   ["threshold", "Threshold"],
   ["message", "Message"],
 ];
+
+/** The fields the alert tables show (every transition writes all of them). */
+const TABLE_FIELDS = ["value", "threshold", "message"];
+
+/** Rows an alert table shows at most; the description says so. */
+export const ALERT_ROWS = 200;
 
 /** Columns, formats and colours of every table of alerts. */
 export const ALERT_TABLE = {
@@ -36,50 +42,68 @@ export const ALERT_TABLE = {
   ],
 };
 
-/** Rules currently firing, one row per rule and sensor, with the transition that started it. */
-export function firingAlertsTable(extra: Record<string, string> = {}): string {
-  return withImports(
-    ["date"],
-    selectAsOfStop(
-      LOOKBACK,
-      where({ _measurement: MEASUREMENTS.alerts, ...extra }),
-      PIVOT_FIELDS,
-      'group(columns: ["rule_id", "sensor_id"])',
-      'sort(columns: ["_time"])',
-      'last(column: "_time")',
-      'filter(fn: (r) => r.state == "firing")',
-      "group()",
-      keep(ALERT_COLUMNS.map(([c]) => c)),
-      'sort(columns: ["_time"], desc: true)',
-    ),
+export interface AlertFilter {
+  /** Narrows in storage: a dashboard variable naming one sensor. */
+  sensor?: string;
+  /** Narrows after the latest state is known (a rule's severity may have changed since). */
+  severity?: string;
+}
+
+export const alertsWhere = (fields: string[], sensor?: string) =>
+  and(
+    eq("_measurement", lit.str(MEASUREMENTS.alerts)),
+    fields.length === 1
+      ? eq("_field", lit.str(fields[0] as string))
+      : `(${fields.map((f) => eq("_field", lit.str(f))).join(" or ")})`,
+    sensor === undefined ? "" : eq("sensor_id", quoted(sensor)),
   );
+
+/** Each rule and sensor's newest transition up to the end of the range, then only the firing ones. */
+function latestFiring(fields: string[], f: AlertFilter, pivot: boolean): string {
+  const firing = and(
+    'r.state == "firing"',
+    f.severity === undefined ? "" : `r.severity == ${lit.str(f.severity)}`,
+  );
+  return [
+    `from(bucket: ${GRAFANA.bucket})`,
+    `range(start: 0, stop: ${GRAFANA.stop})`,
+    `filter(fn: (r) => ${alertsWhere(fields, f.sensor)})`,
+    "last()",
+    ...(pivot ? [PIVOT_FIELDS] : []),
+    'group(columns: ["rule_id", "sensor_id"])',
+    'sort(columns: ["_time"])',
+    'last(column: "_time")',
+    `filter(fn: (r) => ${firing})`,
+    "group()",
+  ].join("\n  |> ");
 }
 
 /** How many rules are firing now. */
-export function firingAlertsCount(extra: Record<string, string> = {}): string {
-  return withImports(
-    ["date"],
-    selectAsOfStop(
-      LOOKBACK,
-      where({ _measurement: MEASUREMENTS.alerts, _field: "value", ...extra }),
-      'group(columns: ["rule_id", "sensor_id"])',
-      'sort(columns: ["_time"])',
-      "last()",
-      'filter(fn: (r) => r.state == "firing")',
-      "group()",
-      "count()",
-    ),
-  );
+export function firingAlertsCount(f: AlertFilter = {}): string {
+  return `${latestFiring(["value"], f, false)}\n  |> count()`;
 }
 
-/** Every transition in the range, newest first. */
-export function alertHistoryTable(extra: Record<string, string> = {}, limit = 500): string {
-  return select(
-    where({ _measurement: MEASUREMENTS.alerts, ...extra }),
-    PIVOT_FIELDS,
-    "group()",
+/** Rules firing now, one row per rule and sensor, with the transition that started it. */
+export function firingAlertsTable(f: AlertFilter = {}): string {
+  return [
+    latestFiring(TABLE_FIELDS, f, true),
     keep(ALERT_COLUMNS.map(([c]) => c)),
     'sort(columns: ["_time"], desc: true)',
-    `limit(n: ${limit})`,
-  );
+    `limit(n: ${ALERT_ROWS})`,
+  ].join("\n  |> ");
+}
+
+/** Transitions in the range, newest first: per rule, sensor, state and window the latest one. */
+export function alertHistoryTable(f: AlertFilter = {}, maxPoints = ALERT_ROWS): string {
+  return latestEvents({
+    maxPoints,
+    where: alertsWhere(TABLE_FIELDS, f.sensor),
+    after: [
+      PIVOT_FIELDS,
+      "group()",
+      keep(ALERT_COLUMNS.map(([c]) => c)),
+      'sort(columns: ["_time"], desc: true)',
+      `limit(n: ${ALERT_ROWS})`,
+    ],
+  });
 }

@@ -1,8 +1,15 @@
 /** Alerts: what is firing, how often rules fire, and every transition. */
 
+import { and, eq, lit } from "../common/flux-shapes.js";
 import { MEASUREMENTS } from "../common/topics.js";
-import { ALERT_TABLE, alertHistoryTable, firingAlertsCount, firingAlertsTable } from "./alerts-queries.js";
-import { select, sumAcross, where } from "./flux.js";
+import {
+  ALERT_ROWS,
+  ALERT_TABLE,
+  alertHistoryTable,
+  firingAlertsCount,
+  firingAlertsTable,
+} from "./alerts-queries.js";
+import { FEW_POINTS, over, SERIES_POINTS, sumAcross, windowed } from "./flux.js";
 import {
   type Dashboard,
   dashboard,
@@ -19,8 +26,8 @@ import {
 const ALERTS_UID = "sensor-alerts";
 
 /** One row per transition: the `value` field is written with every one. */
-const FIRING = where({ _measurement: MEASUREMENTS.alerts, _field: "value", state: "firing" });
-const TRANSITIONS = where({ _measurement: MEASUREMENTS.alerts, _field: "value" });
+const TRANSITIONS = and(eq("_measurement", lit.str(MEASUREMENTS.alerts)), eq("_field", lit.str("value")));
+const FIRING = and(TRANSITIONS, eq("state", lit.str("firing")));
 
 export function alertsDashboard(): Dashboard {
   return dashboard({
@@ -35,6 +42,7 @@ export function alertsDashboard(): Dashboard {
           description: "Rules firing at the end of the range, any severity.",
           w: 6,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [target(firingAlertsCount())],
           defaults: {
             unit: "short",
@@ -48,6 +56,7 @@ export function alertsDashboard(): Dashboard {
           description: "Rules of severity critical firing at the end of the range.",
           w: 6,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [target(firingAlertsCount({ severity: "critical" }))],
           defaults: {
             unit: "short",
@@ -61,7 +70,8 @@ export function alertsDashboard(): Dashboard {
           description: "Transitions to firing in the range.",
           w: 6,
           h: 4,
-          targets: [target(select(FIRING, "count()", "group()", "sum()"))],
+          maxDataPoints: FEW_POINTS,
+          targets: [target(over(FIRING, "count", ["group()", "sum()"]))],
           defaults: { unit: "short", decimals: 0, noValue: "0", thresholds: thresholds(["blue", null]) },
         }),
         stat({
@@ -69,7 +79,8 @@ export function alertsDashboard(): Dashboard {
           description: "Transitions (firing and resolved) in the range.",
           w: 6,
           h: 4,
-          targets: [target(select(TRANSITIONS, "count()", "group()", "sum()"))],
+          maxDataPoints: FEW_POINTS,
+          targets: [target(over(TRANSITIONS, "count", ["group()", "sum()"]))],
           defaults: { unit: "short", decimals: 0, noValue: "0", thresholds: thresholds(["blue", null]) },
         }),
       ],
@@ -80,17 +91,10 @@ export function alertsDashboard(): Dashboard {
           w: 12,
           h: 8,
           interval: "1m",
+          maxDataPoints: SERIES_POINTS,
           draw: "bars",
           stack: true,
-          targets: [
-            target(
-              select(
-                FIRING,
-                "aggregateWindow(every: v.windowPeriod, fn: count, createEmpty: false)",
-                ...sumAcross(["severity"]),
-              ),
-            ),
-          ],
+          targets: [target(windowed(SERIES_POINTS, over(FIRING, "count", sumAcross(["severity"]), "every")))],
           defaults: { min: 0, displayName: seriesLabel("severity"), unit: "short", decimals: 0 },
           overrides: Object.entries(SEVERITY_COLORS).map(([severity, color]) =>
             override(severity, { color: { mode: "fixed", fixedColor: color } }),
@@ -102,26 +106,20 @@ export function alertsDashboard(): Dashboard {
           w: 12,
           h: 8,
           interval: "1m",
+          maxDataPoints: SERIES_POINTS,
           draw: "bars",
           stack: true,
-          targets: [
-            target(
-              select(
-                FIRING,
-                "aggregateWindow(every: v.windowPeriod, fn: count, createEmpty: false)",
-                ...sumAcross(["rule_id"]),
-              ),
-            ),
-          ],
+          targets: [target(windowed(SERIES_POINTS, over(FIRING, "count", sumAcross(["rule_id"]), "every")))],
           defaults: { min: 0, displayName: seriesLabel("rule_id"), unit: "short", decimals: 0 },
         }),
       ],
       [
         table({
           title: "Firing alerts",
-          description: "Rules firing at the end of the range, with the transition that started each.",
+          description: `Rules firing at the end of the range, with the transition that started each (at most ${ALERT_ROWS}).`,
           w: 24,
           h: 7,
+          maxDataPoints: ALERT_ROWS,
           ...ALERT_TABLE,
           targets: [target(firingAlertsTable())],
         }),
@@ -129,9 +127,10 @@ export function alertsDashboard(): Dashboard {
       [
         table({
           title: "History",
-          description: "Every transition in the range, newest first (at most 500).",
+          description: `Transitions in the range, newest first: per rule, sensor, state and window the latest, at most ${ALERT_ROWS}.`,
           w: 24,
           h: 12,
+          maxDataPoints: ALERT_ROWS,
           ...ALERT_TABLE,
           targets: [target(alertHistoryTable())],
         }),

@@ -1,8 +1,22 @@
 /** Fleet overview: every sensor at a glance, with anomalies and firing alerts. */
 
+import { and, eq, lit, tagValues, tieredMean, topSeries } from "../common/flux-shapes.js";
 import { MEASUREMENTS } from "../common/topics.js";
-import { ALERT_TABLE, firingAlertsCount, firingAlertsTable } from "./alerts-queries.js";
-import { FIELD, keep, select, sumAcross, where } from "./flux.js";
+import { ALERT_ROWS, ALERT_TABLE, firingAlertsCount, firingAlertsTable } from "./alerts-queries.js";
+import {
+  FEW_POINTS,
+  FIELD,
+  GRAFANA,
+  keep,
+  over,
+  quoted,
+  readingsOf,
+  SENSOR_SERIES,
+  SERIES_POINTS,
+  sumAcross,
+  tieredScript,
+  windowed,
+} from "./flux.js";
 import {
   type Dashboard,
   dashboard,
@@ -16,12 +30,12 @@ import {
   timeseries,
 } from "./model.js";
 import { SENSOR_UID } from "./sensor-detail.js";
-import { FIELD_VARIABLE } from "./variables.js";
+import { FIELD_VARIABLE, TIER_VARIABLE } from "./variables.js";
 
 const FLEET_UID = "sensor-fleet";
 
-const READINGS = where({ _measurement: MEASUREMENTS.readings, _field: FIELD });
-const ANOMALIES = where({ _measurement: MEASUREMENTS.anomalies, _field: "score" });
+const READINGS = and(eq("_measurement", lit.str(MEASUREMENTS.readings)), eq("_field", quoted("field")));
+const ANOMALIES = and(eq("_measurement", lit.str(MEASUREMENTS.anomalies)), eq("_field", lit.str("score")));
 
 const sensorLink = {
   title: "Sensor detail",
@@ -32,18 +46,21 @@ export function fleetOverview(): Dashboard {
   return dashboard({
     uid: FLEET_UID,
     title: "Sensor fleet overview",
-    description: "Every sensor's readings as 1-minute means, anomaly flags by detector, and firing alerts.",
-    variables: [FIELD_VARIABLE],
+    description:
+      "The sensors' readings as windowed means (at most 20 sensors drawn), anomaly flags by detector, and firing alerts.",
+    variables: [FIELD_VARIABLE, TIER_VARIABLE],
     rows: [
       [
         stat({
           title: "Sensors reporting",
-          description: "Distinct sensors with at least one reading of the field in the range.",
+          description:
+            "Distinct sensors with at least one reading of the field in the range (from the tag index).",
           w: 6,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [
             target(
-              select(READINGS, "count()", 'group(columns: ["sensor_id"])', "sum()", "group()", "count()"),
+              `${tagValues({ bucket: GRAFANA.bucket, start: GRAFANA.start, stop: GRAFANA.stop, where: READINGS }, "sensor_id")}\n  |> count()`,
             ),
           ],
           defaults: { unit: "short", decimals: 0, noValue: "0", thresholds: thresholds(["blue", null]) },
@@ -53,7 +70,8 @@ export function fleetOverview(): Dashboard {
           description: "Readings of the field stored in the range.",
           w: 6,
           h: 4,
-          targets: [target(select(READINGS, "count()", "group()", "sum()"))],
+          maxDataPoints: FEW_POINTS,
+          targets: [target(over(READINGS, "count", ["group()", "sum()"]))],
           defaults: { unit: "short", decimals: 0, noValue: "0", thresholds: thresholds(["blue", null]) },
         }),
         stat({
@@ -61,7 +79,8 @@ export function fleetOverview(): Dashboard {
           description: "Anomaly flags (every detector, every field) in the range.",
           w: 6,
           h: 4,
-          targets: [target(select(ANOMALIES, "count()", "group()", "sum()"))],
+          maxDataPoints: FEW_POINTS,
+          targets: [target(over(ANOMALIES, "count", ["group()", "sum()"]))],
           defaults: {
             unit: "short",
             decimals: 0,
@@ -71,9 +90,10 @@ export function fleetOverview(): Dashboard {
         }),
         stat({
           title: "Firing now",
-          description: "Rules firing at the end of the range (latest transition per rule and sensor).",
+          description: "Rules firing at the end of the range (the latest transition per rule and sensor).",
           w: 6,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [target(firingAlertsCount())],
           defaults: {
             unit: "short",
@@ -85,14 +105,23 @@ export function fleetOverview(): Dashboard {
       ],
       [
         timeseries({
-          title: `${FIELD} by sensor, 1-minute mean`,
-          description:
-            "Mean of each sensor's readings per window: 1 minute, wider when the range would draw too many points. Click a line for the sensor's detail.",
+          title: `${FIELD} by sensor, windowed mean`,
+          description: `Mean of each sensor's readings per window (v.windowPeriod, at least 1 minute; at most ${SERIES_POINTS} windows). At most ${SENSOR_SERIES} sensors: those with the highest maximum in the range. Read from the 1h or 1m rollups when the window is whole hours or minutes, with the newest windows not yet rolled up from raw readings (variable Source). Click a line for the sensor's detail.`,
           w: 24,
           h: 10,
           interval: "1m",
+          maxDataPoints: SERIES_POINTS,
           targets: [
-            target(select(READINGS, "aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)")),
+            target(
+              tieredScript(
+                SERIES_POINTS,
+                topSeries("top", readingsOf(), "max", "sensor_id", SENSOR_SERIES),
+                `${tieredMean(readingsOf(), ["sensor_id"])}
+  |> filter(fn: (r) => contains(value: r.sensor_id, set: top))
+  |> group(columns: ["sensor_id"])
+  |> sort(columns: ["_time"])`,
+              ),
+            ),
           ],
           defaults: { displayName: seriesLabel("sensor_id"), decimals: 2, links: [sensorLink] },
         }),
@@ -104,24 +133,20 @@ export function fleetOverview(): Dashboard {
           w: 12,
           h: 8,
           interval: "1m",
+          maxDataPoints: SERIES_POINTS,
           draw: "bars",
           stack: true,
           targets: [
-            target(
-              select(
-                ANOMALIES,
-                "aggregateWindow(every: v.windowPeriod, fn: count, createEmpty: false)",
-                ...sumAcross(["detector"]),
-              ),
-            ),
+            target(windowed(SERIES_POINTS, over(ANOMALIES, "count", sumAcross(["detector"]), "every"))),
           ],
           defaults: { min: 0, displayName: seriesLabel("detector"), unit: "short", decimals: 0 },
         }),
         table({
           title: "Anomalies by sensor",
-          description: "Anomaly flags per sensor in the range, most first.",
+          description: `Anomaly flags per sensor in the range, most first (the top ${SENSOR_SERIES}).`,
           w: 6,
           h: 8,
+          maxDataPoints: FEW_POINTS,
           columns: [
             ["sensor_id", "Sensor"],
             ["anomalies", "Anomalies"],
@@ -129,16 +154,15 @@ export function fleetOverview(): Dashboard {
           defaults: { decimals: 0 },
           targets: [
             target(
-              select(
-                ANOMALIES,
-                "count()",
+              over(ANOMALIES, "count", [
                 'group(columns: ["sensor_id"])',
                 "sum()",
                 "group()",
                 'rename(columns: {_value: "anomalies"})',
                 keep(["sensor_id", "anomalies"]),
-                'sort(columns: ["anomalies"], desc: true)',
-              ),
+                'sort(columns: ["anomalies", "sensor_id"], desc: true)',
+                `limit(n: ${SENSOR_SERIES})`,
+              ]),
             ),
           ],
           overrides: [
@@ -154,9 +178,10 @@ export function fleetOverview(): Dashboard {
         }),
         table({
           title: `Latest ${FIELD} per sensor`,
-          description: "Each sensor's most recent reading of the field in the range.",
+          description: `Each sensor's most recent reading of the field in the range (the first ${FEW_POINTS} sensors by id).`,
           w: 6,
           h: 8,
+          maxDataPoints: FEW_POINTS,
           columns: [
             ["sensor_id", "Sensor"],
             ["_time", "Time"],
@@ -164,14 +189,13 @@ export function fleetOverview(): Dashboard {
           ],
           targets: [
             target(
-              select(
-                READINGS,
-                "last()",
+              over(READINGS, "last", [
                 "group()",
                 'rename(columns: {_value: "latest"})',
                 keep(["sensor_id", "_time", "latest"]),
                 'sort(columns: ["sensor_id"])',
-              ),
+                `limit(n: ${FEW_POINTS})`,
+              ]),
             ),
           ],
           defaults: { decimals: 2 },
@@ -180,9 +204,10 @@ export function fleetOverview(): Dashboard {
       [
         table({
           title: "Firing alerts",
-          description: "Rules firing at the end of the range, newest first.",
+          description: `Rules firing at the end of the range, newest first (at most ${ALERT_ROWS}).`,
           w: 24,
           h: 7,
+          maxDataPoints: ALERT_ROWS,
           ...ALERT_TABLE,
           targets: [target(firingAlertsTable())],
         }),

@@ -42,7 +42,7 @@ export interface FieldDefaults {
 }
 
 export interface FieldOverride {
-  matcher: { id: "byName" | "byFrameRefID"; options: string };
+  matcher: { id: "byName"; options: string };
   properties: { id: string; value: unknown }[];
 }
 
@@ -72,6 +72,8 @@ export interface Panel {
   gridPos: { x: number; y: number; w: number; h: number };
   /** Lower bound for v.windowPeriod in this panel (Grafana's "Min interval"). */
   interval?: string;
+  /** Grafana derives v.windowPeriod from it; the panel's queries return at most this many points per series. */
+  maxDataPoints: number;
   fieldConfig: { defaults: FieldDefaults; overrides: FieldOverride[] };
   options: Record<string, unknown>;
   targets: FluxTarget[];
@@ -99,6 +101,22 @@ export interface QueryVariable {
   current: { text: string; value: string } | Record<string, never>;
   options: [];
 }
+
+/** A fixed list of values, e.g. which tier the readings panels read. */
+export interface CustomVariable {
+  type: "custom";
+  name: string;
+  label: string;
+  description: string;
+  query: string;
+  current: { text: string; value: string };
+  options: { text: string; value: string; selected: boolean }[];
+  multi: false;
+  includeAll: false;
+  hide: 0;
+}
+
+export type Variable = QueryVariable | CustomVariable;
 
 export interface Annotation {
   name: string;
@@ -131,7 +149,7 @@ export interface Dashboard {
     keepTime: true;
   }[];
   annotations: { list: Annotation[] };
-  templating: { list: QueryVariable[] };
+  templating: { list: Variable[] };
   panels: Panel[];
 }
 
@@ -152,6 +170,7 @@ interface PanelOptions {
   w: number;
   h: number;
   targets: FluxTarget[];
+  maxDataPoints: number;
   defaults?: FieldDefaults;
   overrides?: FieldOverride[];
   interval?: string;
@@ -166,6 +185,7 @@ function panel(type: PanelType, o: PanelOptions, options: Record<string, unknown
     w: o.w,
     h: o.h,
     ...(o.interval === undefined ? {} : { interval: o.interval }),
+    maxDataPoints: o.maxDataPoints,
     fieldConfig: { defaults: { thresholds: GREEN_ONLY, ...o.defaults }, overrides: o.overrides ?? [] },
     options,
     targets: o.targets,
@@ -254,13 +274,6 @@ export function override(name: string, properties: Record<string, unknown>): Fie
   };
 }
 
-export function refIdOverride(refId: string, properties: Record<string, unknown>): FieldOverride {
-  return {
-    matcher: { id: "byFrameRefID", options: refId },
-    properties: Object.entries(properties).map(([id, value]) => ({ id, value })),
-  };
-}
-
 /** Colours for alert severities and states, the same on every dashboard. */
 export const SEVERITY_COLORS = { critical: "red", warning: "orange", info: "blue" } as const;
 export const STATE_COLORS = { firing: "red", resolved: "green" } as const;
@@ -296,6 +309,27 @@ export function queryVariable(o: {
     hide: 0,
     current: o.current === undefined ? {} : { text: o.current, value: o.current },
     options: [],
+  };
+}
+
+export function customVariable(o: {
+  name: string;
+  label: string;
+  description: string;
+  values: readonly string[];
+}): CustomVariable {
+  const [first = ""] = o.values;
+  return {
+    type: "custom",
+    name: o.name,
+    label: o.label,
+    description: o.description,
+    query: o.values.join(","),
+    current: { text: first, value: first },
+    options: o.values.map((v) => ({ text: v, value: v, selected: v === first })),
+    multi: false,
+    includeAll: false,
+    hide: 0,
   };
 }
 
@@ -339,7 +373,7 @@ export function dashboard(o: {
   time?: string;
   refresh?: string;
   rows: PanelSpec[][];
-  variables?: QueryVariable[];
+  variables?: Variable[];
   annotations?: Annotation[];
 }): Dashboard {
   return {

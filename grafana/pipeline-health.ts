@@ -2,8 +2,9 @@
  * Pipeline health, from the `pipeline` measurement each ingest worker writes every
  * INGEST_PIPELINE_INTERVAL_MS (10 s by default). Rates are per worker; fleet figures add them up.
  */
+import { and, anyOf, eq, lit, read } from "../common/flux-shapes.js";
 import { MEASUREMENTS } from "../common/topics.js";
-import { anyField, select, selectAsOfStop, sumAcross, where, withImports } from "./flux.js";
+import { FEW_POINTS, GRAFANA, over, SERIES_POINTS, sumAcross, windowed, withImports } from "./flux.js";
 import {
   type Dashboard,
   dashboard,
@@ -23,22 +24,29 @@ const LIVE = "1m";
 const MIN_WINDOW = "30s";
 const PER_SECOND = "suffix: /s";
 
-const pipeline = (field: string) => where({ _measurement: MEASUREMENTS.pipeline, _field: field });
+const pipeline = (field: string) =>
+  and(eq("_measurement", lit.str(MEASUREMENTS.pipeline)), eq("_field", lit.str(field)));
 const pipelineFields = (fields: readonly string[]) =>
-  `${where({ _measurement: MEASUREMENTS.pipeline })} and ${anyField(fields)}`;
+  and(eq("_measurement", lit.str(MEASUREMENTS.pipeline)), anyOf("_field", fields));
 
-/** Each live worker's latest value of `field`, added up (or averaged). */
+/** Each live worker's latest value of `field` (storage's last per series), added up (or averaged). */
 function liveTotal(field: string, fn: "sum" | "mean" | "count"): string {
-  return withImports(["date"], selectAsOfStop(LIVE, pipeline(field), "last()", "group()", `${fn}()`));
+  return withImports(
+    ["date"],
+    read({
+      bucket: GRAFANA.bucket,
+      start: `date.sub(d: ${LIVE}, from: ${GRAFANA.stop})`,
+      stop: GRAFANA.stop,
+      where: pipeline(field),
+      aggregate: "last()",
+      after: ["group()", `${fn}()`],
+    }),
+  );
 }
 
 /** Per-window mean of each worker, added up across workers, one series per field. */
 function fleetRates(fields: readonly string[]): string {
-  return select(
-    pipelineFields(fields),
-    "aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)",
-    ...sumAcross(["_field"]),
-  );
+  return windowed(SERIES_POINTS, over(pipelineFields(fields), "mean", sumAcross(["_field"]), "every"));
 }
 
 const rename = (names: Record<string, string>) =>
@@ -58,6 +66,7 @@ export function pipelineHealth(): Dashboard {
           description: "Workers that wrote a pipeline point in the last minute of the range.",
           w: 5,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [target(liveTotal("consumed_per_s", "count"))],
           defaults: {
             unit: "short",
@@ -71,6 +80,7 @@ export function pipelineHealth(): Dashboard {
           description: "Messages consumed per second, all live workers.",
           w: 5,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [target(liveTotal("consumed_per_s", "sum"))],
           defaults: { unit: PER_SECOND, decimals: 1, noValue: "0", thresholds: thresholds(["blue", null]) },
         }),
@@ -79,6 +89,7 @@ export function pipelineHealth(): Dashboard {
           description: "Messages behind the partitions' high watermarks, all live workers.",
           w: 5,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [target(liveTotal("consumer_lag", "sum"))],
           defaults: {
             unit: "short",
@@ -92,6 +103,7 @@ export function pipelineHealth(): Dashboard {
           description: "Mean time from batch start until InfluxDB stored it, over the live workers.",
           w: 5,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [target(liveTotal("write_latency_ms", "mean"))],
           defaults: {
             unit: "ms",
@@ -104,6 +116,7 @@ export function pipelineHealth(): Dashboard {
           description: "Messages sent to the dead-letter topic per second, all live workers.",
           w: 4,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [target(liveTotal("dlq_per_s", "sum"))],
           defaults: {
             unit: PER_SECOND,
@@ -120,6 +133,7 @@ export function pipelineHealth(): Dashboard {
           w: 12,
           h: 8,
           interval: MIN_WINDOW,
+          maxDataPoints: SERIES_POINTS,
           targets: [target(fleetRates(["consumed_per_s", "written_per_s"]))],
           defaults: { min: 0, unit: PER_SECOND, decimals: 1 },
           overrides: rename({ consumed_per_s: "consumed", written_per_s: "written" }),
@@ -130,6 +144,7 @@ export function pipelineHealth(): Dashboard {
           w: 12,
           h: 8,
           interval: MIN_WINDOW,
+          maxDataPoints: SERIES_POINTS,
           targets: [target(fleetRates(["consumer_lag"]))],
           defaults: {
             min: 0,
@@ -149,12 +164,17 @@ export function pipelineHealth(): Dashboard {
           w: 12,
           h: 8,
           interval: MIN_WINDOW,
+          maxDataPoints: SERIES_POINTS,
           targets: [
             target(
-              select(
-                pipeline("write_latency_ms"),
-                "filter(fn: (r) => r._value > 0.0)",
-                "aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)",
+              windowed(
+                SERIES_POINTS,
+                over(
+                  `${pipeline("write_latency_ms")} and r._value > 0.0`,
+                  "mean",
+                  ['sort(columns: ["_time"])'],
+                  "every",
+                ),
               ),
             ),
           ],
@@ -174,6 +194,7 @@ export function pipelineHealth(): Dashboard {
           w: 12,
           h: 8,
           interval: MIN_WINDOW,
+          maxDataPoints: SERIES_POINTS,
           targets: [target(fleetRates(["dlq_per_s", "late_per_s", "anomalies_per_s"]))],
           defaults: { min: 0, unit: PER_SECOND, decimals: 2 },
           overrides: [
@@ -189,11 +210,12 @@ export function pipelineHealth(): Dashboard {
           w: 12,
           h: 8,
           interval: MIN_WINDOW,
+          maxDataPoints: SERIES_POINTS,
           targets: [
             target(
-              select(
-                pipeline("batch_size"),
-                "aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)",
+              windowed(
+                SERIES_POINTS,
+                over(pipeline("batch_size"), "mean", ['sort(columns: ["_time"])'], "every"),
               ),
             ),
           ],
@@ -205,15 +227,10 @@ export function pipelineHealth(): Dashboard {
           w: 12,
           h: 8,
           interval: MIN_WINDOW,
+          maxDataPoints: SERIES_POINTS,
           draw: "bars",
           targets: [
-            target(
-              select(
-                pipeline("dlq"),
-                "aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false)",
-                ...sumAcross(["_field"]),
-              ),
-            ),
+            target(windowed(SERIES_POINTS, over(pipeline("dlq"), "sum", sumAcross(["_field"]), "every"))),
           ],
           defaults: { min: 0, unit: "short", decimals: 0, color: { mode: "fixed", fixedColor: "red" } },
           overrides: rename({ dlq: "dead letters" }),

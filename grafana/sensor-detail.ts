@@ -1,12 +1,33 @@
-/** Sensor detail: one sensor's raw readings against their windowed mean, with anomalies and alerts marked. */
+/** Sensor detail: one sensor's readings per window (mean, min, max), with anomalies and alerts marked. */
+
+import { and, eq, lit, tiered, tieredMean } from "../common/flux-shapes.js";
 import { MEASUREMENTS } from "../common/topics.js";
-import { ALERT_TABLE, alertHistoryTable, firingAlertsCount } from "./alerts-queries.js";
-import { FIELD, FMT, keep, PIVOT_FIELDS, SENSOR, select, where, withImports } from "./flux.js";
+import {
+  ALERT_ROWS,
+  ALERT_TABLE,
+  alertHistoryTable,
+  alertsWhere,
+  firingAlertsCount,
+} from "./alerts-queries.js";
+import {
+  FEW_POINTS,
+  FIELD,
+  FMT,
+  keep,
+  latestEvents,
+  over,
+  PIVOT_FIELDS,
+  quoted,
+  readingsOf,
+  SERIES_POINTS,
+  tieredScript,
+  withImports,
+} from "./flux.js";
 import {
   annotation,
   type Dashboard,
   dashboard,
-  refIdOverride,
+  override,
   seriesLabel,
   stat,
   table,
@@ -14,19 +35,36 @@ import {
   thresholds,
   timeseries,
 } from "./model.js";
-import { FIELD_VARIABLE, SENSOR_VARIABLE } from "./variables.js";
+import { FIELD_VARIABLE, SENSOR_VARIABLE, TIER_VARIABLE } from "./variables.js";
 
 export const SENSOR_UID = "sensor-detail";
 
-const READINGS = where({ _measurement: MEASUREMENTS.readings, sensor_id: SENSOR, _field: FIELD });
-const ANOMALIES = where({ _measurement: MEASUREMENTS.anomalies, sensor_id: SENSOR, field: FIELD });
+/** Annotations of one kind Grafana draws at most per series (rule, detector …) over the range. */
+const MAX_ANNOTATIONS = 500;
+/** Anomaly flags the table lists at most. */
+const FLAG_ROWS = 500;
+
+const ONE_SENSOR = eq("sensor_id", quoted("sensor"));
+const READINGS = and(
+  eq("_measurement", lit.str(MEASUREMENTS.readings)),
+  eq("_field", quoted("field")),
+  ONE_SENSOR,
+);
+const ANOMALIES = and(
+  eq("_measurement", lit.str(MEASUREMENTS.anomalies)),
+  ONE_SENSOR,
+  eq("field", quoted("field")),
+);
+const anomalyFields = (fields: string[]) =>
+  and(ANOMALIES, `(${fields.map((f) => eq("_field", lit.str(f))).join(" or ")})`);
 
 export function sensorDetail(): Dashboard {
+  const readings = readingsOf(quoted("sensor"));
   return dashboard({
     uid: SENSOR_UID,
     title: "Sensor detail",
-    description: "One sensor: raw readings against their 1-minute mean, anomaly flags and alert transitions.",
-    variables: [SENSOR_VARIABLE, FIELD_VARIABLE],
+    description: "One sensor: its readings per window (mean, min, max), anomaly flags and alert transitions.",
+    variables: [SENSOR_VARIABLE, FIELD_VARIABLE, TIER_VARIABLE],
     annotations: [
       annotation({
         name: "Anomalies",
@@ -35,14 +73,17 @@ export function sensorDetail(): Dashboard {
           ["math"],
           [
             FMT,
-            select(
-              ANOMALIES,
-              PIVOT_FIELDS,
-              "group()",
-              `map(fn: (r) => ({_time: r._time, title: "Anomaly (" + r.detector + ")", text: r.field + " = " + fmt(x: r.value) + ", expected " + fmt(x: r.expected) + ", score " + fmt(x: r.score) + " > " + fmt(x: r.threshold), tags: "anomaly," + r.detector}))`,
-              keep(["_time", "title", "text", "tags"]),
-              'sort(columns: ["_time"])',
-            ),
+            latestEvents({
+              maxPoints: MAX_ANNOTATIONS,
+              where: ANOMALIES,
+              after: [
+                PIVOT_FIELDS,
+                "group()",
+                `map(fn: (r) => ({_time: r._time, title: "Anomaly (" + r.detector + ")", text: r.field + " = " + fmt(x: r.value) + ", expected " + fmt(x: r.expected) + ", score " + fmt(x: r.score) + " > " + fmt(x: r.threshold), tags: "anomaly," + r.detector}))`,
+                keep(["_time", "title", "text", "tags"]),
+                'sort(columns: ["_time"])',
+              ],
+            }),
           ].join("\n\n"),
         ),
       }),
@@ -53,14 +94,17 @@ export function sensorDetail(): Dashboard {
           ["math"],
           [
             FMT,
-            select(
-              where({ _measurement: MEASUREMENTS.alerts, sensor_id: SENSOR }),
-              PIVOT_FIELDS,
-              "group()",
-              `map(fn: (r) => ({_time: r._time, title: "Alert " + r.state + ": " + r.rule_id, text: r.severity + ": " + (if exists r.message then r.message else "") + " (value " + fmt(x: r.value) + ", threshold " + fmt(x: r.threshold) + ")", tags: "alert," + r.severity + "," + r.state}))`,
-              keep(["_time", "title", "text", "tags"]),
-              'sort(columns: ["_time"])',
-            ),
+            latestEvents({
+              maxPoints: MAX_ANNOTATIONS,
+              where: alertsWhere(["value", "threshold", "message"], "sensor"),
+              after: [
+                PIVOT_FIELDS,
+                "group()",
+                `map(fn: (r) => ({_time: r._time, title: "Alert " + r.state + ": " + r.rule_id, text: r.severity + ": " + (if exists r.message then r.message else "") + " (value " + fmt(x: r.value) + ", threshold " + fmt(x: r.threshold) + ")", tags: "alert," + r.severity + "," + r.state}))`,
+                keep(["_time", "title", "text", "tags"]),
+                'sort(columns: ["_time"])',
+              ],
+            }),
           ].join("\n\n"),
         ),
       }),
@@ -72,7 +116,8 @@ export function sensorDetail(): Dashboard {
           description: "The sensor's most recent reading of the field in the range.",
           w: 6,
           h: 4,
-          targets: [target(select(READINGS, "last()", "group()", 'sort(columns: ["_time"])', "last()"))],
+          maxDataPoints: FEW_POINTS,
+          targets: [target(over(READINGS, "last", ["group()", 'sort(columns: ["_time"])', "last()"]))],
           defaults: { decimals: 2, thresholds: thresholds(["blue", null]) },
         }),
         stat({
@@ -80,7 +125,8 @@ export function sensorDetail(): Dashboard {
           description: "Readings of the field stored in the range.",
           w: 6,
           h: 4,
-          targets: [target(select(READINGS, "count()", "group()", "sum()"))],
+          maxDataPoints: FEW_POINTS,
+          targets: [target(over(READINGS, "count", ["group()", "sum()"]))],
           defaults: { unit: "short", decimals: 0, noValue: "0", thresholds: thresholds(["blue", null]) },
         }),
         stat({
@@ -88,20 +134,9 @@ export function sensorDetail(): Dashboard {
           description: "Anomaly flags on the field in the range, every detector.",
           w: 6,
           h: 4,
+          maxDataPoints: FEW_POINTS,
           targets: [
-            target(
-              select(
-                where({
-                  _measurement: MEASUREMENTS.anomalies,
-                  sensor_id: SENSOR,
-                  field: FIELD,
-                  _field: "score",
-                }),
-                "count()",
-                "group()",
-                "sum()",
-              ),
-            ),
+            target(over(and(ANOMALIES, eq("_field", lit.str("score"))), "count", ["group()", "sum()"])),
           ],
           defaults: {
             unit: "short",
@@ -115,7 +150,8 @@ export function sensorDetail(): Dashboard {
           description: "Rules firing on this sensor at the end of the range.",
           w: 6,
           h: 4,
-          targets: [target(firingAlertsCount({ sensor_id: SENSOR }))],
+          maxDataPoints: FEW_POINTS,
+          targets: [target(firingAlertsCount({ sensor: "sensor" }))],
           defaults: {
             unit: "short",
             decimals: 0,
@@ -126,50 +162,50 @@ export function sensorDetail(): Dashboard {
       ],
       [
         timeseries({
-          title: `${FIELD}: raw and 1-minute mean`,
-          description:
-            "Every stored reading (points), and the mean of each 1-minute event-time window drawn across the window it covers. Red marks are anomaly flags, orange ones alert transitions.",
+          title: `${FIELD}: mean, min and max per window`,
+          description: `The sensor's readings per window (v.windowPeriod, at most ${SERIES_POINTS} windows): mean, lowest and highest. Read from the 1h or 1m rollups when the window is whole hours or minutes, with the newest windows not yet rolled up from raw readings (variable Source). Red marks are anomaly flags, orange ones alert transitions.`,
           w: 24,
           h: 10,
+          maxDataPoints: SERIES_POINTS,
           targets: [
-            target(select(READINGS), "raw"),
             target(
-              select(READINGS, 'aggregateWindow(every: 1m, fn: mean, createEmpty: false, timeSrc: "_start")'),
-              "window",
+              tieredScript(
+                SERIES_POINTS,
+                `union(tables: [${tieredMean(readings, ["sensor_id"])}, ${tiered(readings, "min", ["sensor_id"])}, ${tiered(readings, "max", ["sensor_id"])}])
+  |> group(columns: ["sensor_id", "_field"])
+  |> sort(columns: ["_time"])`,
+              ),
             ),
           ],
           defaults: { decimals: 2 },
           overrides: [
-            refIdOverride("raw", {
-              displayName: "raw",
-              "custom.drawStyle": "points",
-              "custom.showPoints": "always",
-              "custom.pointSize": 4,
-            }),
-            refIdOverride("window", {
-              displayName: "1-minute mean",
-              "custom.lineInterpolation": "stepAfter",
-              "custom.lineWidth": 2,
-              "custom.fillOpacity": 0,
-            }),
+            override("mean", { displayName: "mean", "custom.lineWidth": 2 }),
+            override("min", { displayName: "min", "custom.lineStyle": { fill: "dash", dash: [4, 4] } }),
+            override("max", { displayName: "max", "custom.lineStyle": { fill: "dash", dash: [4, 4] } }),
           ],
         }),
       ],
       [
         timeseries({
           title: "Anomaly score ÷ threshold",
-          description:
-            "How far past its threshold each flag was, per detector (1 is the threshold). Delta scores are in the field's unit, z-score and EWMA scores in standard deviations; the ratio makes them comparable.",
+          description: `How far past its threshold each detector's latest flag per window was (1 is the threshold; at most ${SERIES_POINTS} windows). Delta scores are in the field's unit, z-score and EWMA scores in standard deviations; the ratio makes them comparable.`,
           w: 12,
           h: 8,
+          maxDataPoints: SERIES_POINTS,
           draw: "points",
           targets: [
             target(
-              select(
-                `${ANOMALIES} and (r._field == "score" or r._field == "threshold")`,
-                PIVOT_FIELDS,
-                "map(fn: (r) => ({_time: r._time, detector: r.detector, _value: r.score / r.threshold}))",
-              ),
+              latestEvents({
+                maxPoints: SERIES_POINTS,
+                windowPeriod: true,
+                where: anomalyFields(["score", "threshold"]),
+                after: [
+                  PIVOT_FIELDS,
+                  "map(fn: (r) => ({_time: r._time, detector: r.detector, _value: r.score / r.threshold}))",
+                  'group(columns: ["detector"])',
+                  'sort(columns: ["_time"])',
+                ],
+              }),
             ),
           ],
           defaults: {
@@ -182,9 +218,10 @@ export function sensorDetail(): Dashboard {
         }),
         table({
           title: "Anomaly flags",
-          description: "Every anomaly flag on the field in the range, newest first.",
+          description: `Anomaly flags on the field in the range, newest first: each detector's latest per window (v.windowPeriod), at most ${FLAG_ROWS}.`,
           w: 12,
           h: 8,
+          maxDataPoints: FLAG_ROWS,
           columns: [
             ["_time", "Time"],
             ["detector", "Detector"],
@@ -195,14 +232,18 @@ export function sensorDetail(): Dashboard {
           ],
           targets: [
             target(
-              select(
-                ANOMALIES,
-                PIVOT_FIELDS,
-                "group()",
-                keep(["_time", "detector", "value", "expected", "score", "threshold"]),
-                'sort(columns: ["_time"], desc: true)',
-                "limit(n: 500)",
-              ),
+              latestEvents({
+                maxPoints: FLAG_ROWS,
+                windowPeriod: true,
+                where: anomalyFields(["value", "expected", "score", "threshold"]),
+                after: [
+                  PIVOT_FIELDS,
+                  "group()",
+                  keep(["_time", "detector", "value", "expected", "score", "threshold"]),
+                  'sort(columns: ["_time"], desc: true)',
+                  `limit(n: ${FLAG_ROWS})`,
+                ],
+              }),
             ),
           ],
           defaults: { decimals: 2 },
@@ -211,11 +252,12 @@ export function sensorDetail(): Dashboard {
       [
         table({
           title: "Alert transitions",
-          description: "Every alert transition of this sensor in the range, newest first.",
+          description: `This sensor's alert transitions in the range, newest first: per rule, state and window the latest, at most ${ALERT_ROWS}.`,
           w: 24,
           h: 7,
+          maxDataPoints: ALERT_ROWS,
           ...ALERT_TABLE,
-          targets: [target(alertHistoryTable({ sensor_id: SENSOR }))],
+          targets: [target(alertHistoryTable({ sensor: "sensor" }))],
         }),
       ],
     ],

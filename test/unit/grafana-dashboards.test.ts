@@ -6,7 +6,10 @@
 import { readdir, readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { pushdownProblems } from "../../common/flux-shapes.js";
 import { DASHBOARDS_DIR, dashboards, PROVISIONING_DIR, render } from "../../grafana/catalog.js";
+import { quoted } from "../../grafana/flux.js";
+import { dashboardQueries } from "../../grafana/interpolate.js";
 import type { Dashboard } from "../../grafana/model.js";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -55,11 +58,7 @@ function datasourceRefs(value: unknown, path = "$"): { path: string; ref: unknow
 
 /** Every Flux query of a dashboard, with where it sits. */
 function queries(d: Dashboard): { where: string; query: string }[] {
-  return [
-    ...d.panels.flatMap((p) => p.targets.map((t) => ({ where: `${p.title}/${t.refId}`, query: t.query }))),
-    ...d.templating.list.map((v) => ({ where: `variable ${v.name}`, query: v.query.query })),
-    ...d.annotations.list.map((a) => ({ where: `annotation ${a.name}`, query: a.target.query })),
-  ];
+  return dashboardQueries(d).map((q) => ({ where: `${q.kind} ${q.name}`, query: q.query }));
 }
 
 describe("Grafana dashboards as code", () => {
@@ -97,7 +96,7 @@ describe("Grafana dashboards as code", () => {
       expect(refs.length, file).toBe(
         dashboard.panels.length +
           targets +
-          dashboard.templating.list.length +
+          dashboard.templating.list.filter((v) => v.type === "query").length +
           dashboard.annotations.list.length,
       );
       for (const { path, ref } of refs) {
@@ -112,24 +111,14 @@ describe("Grafana dashboards as code", () => {
       const variables = new Set(dashboard.templating.list.map((v) => v.name));
       for (const { where, query } of queries(dashboard)) {
         const at = `${dashboard.uid} ${where}`;
-        if (query.includes("from(bucket:")) {
-          expect(query, at).toMatch(/from\(bucket: v\.defaultBucket\)/);
-          expect(query, at).toMatch(
-            /range\(start: (v\.timeRangeStart|date\.sub\(d: \w+, from: v\.timeRangeStop\)), stop: v\.timeRangeStop\)/,
-          );
-        } else {
-          expect(query, at).toMatch(
-            /schema\.\w+\(bucket: v\.defaultBucket, .*start: v\.timeRangeStart, stop: v\.timeRangeStop\)/,
+        expect(query, at).toContain("v.defaultBucket");
+        expect(query, at).toContain("v.timeRangeStop");
+        for (const [, bucket] of query.matchAll(/from\(bucket: ([^)]+)\)/g)) {
+          expect(["v.defaultBucket", "rawBucket", "rollupBucket", 'v.defaultBucket + "_1m"'], at).toContain(
+            bucket,
           );
         }
         for (const [, name] of query.matchAll(/\$\{(?!__)(\w+)\}/g)) expect(variables, at).toContain(name);
-        // mean, sum and count are computed in InfluxDB's storage; other functions stream every point.
-        for (const [, fn] of query.matchAll(/aggregateWindow\([^)]*fn: (\w+)/g)) {
-          expect(["mean", "sum", "count"], at).toContain(fn);
-        }
-        for (const [, every] of query.matchAll(/aggregateWindow\(every: ([\w.]+)/g)) {
-          expect(["v.windowPeriod", "1m"], at).toContain(every);
-        }
       }
       for (const panel of dashboard.panels) {
         for (const [, name] of `${panel.title} ${JSON.stringify(panel.fieldConfig)}`.matchAll(
@@ -139,6 +128,82 @@ describe("Grafana dashboards as code", () => {
         }
       }
     }
+  });
+
+  it("asks InfluxDB only in shapes it runs in storage: range and filters, then a pushed-down aggregate", () => {
+    let reads = 0;
+    for (const { dashboard } of all) {
+      for (const { where, query } of queries(dashboard)) {
+        expect(pushdownProblems(query), `${dashboard.uid} ${where}`).toEqual([]);
+        reads += [...query.matchAll(/\bfrom\(/g)].length;
+      }
+    }
+    expect(reads).toBeGreaterThan(50);
+  });
+
+  it("has a pushdown check that fails on the shapes that read every point", () => {
+    const head =
+      'from(bucket: "b")\n  |> range(start: 0, stop: 1)\n  |> filter(fn: (r) => r._measurement == "m")';
+    const bad = {
+      "no aggregate": head,
+      "map first": `${head}\n  |> map(fn: (r) => r)\n  |> sum()`,
+      "pivot first": `${head}\n  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n  |> last()`,
+      "group first": `${head}\n  |> group()\n  |> count()`,
+      "unpushable fn": `${head}\n  |> aggregateWindow(every: 1m, fn: median, createEmpty: false)`,
+      "empty windows": `${head}\n  |> aggregateWindow(every: 1m, fn: mean)`,
+      "contains()":
+        'from(bucket: "b")\n  |> range(start: 0)\n  |> filter(fn: (r) => contains(value: r.s, set: ["a"]))\n  |> count()',
+      "a variable on the right":
+        'from(bucket: "b")\n  |> range(start: 0)\n  |> filter(fn: (r) => r.s == x)\n  |> count()',
+      "hopping window": `${head}\n  |> window(every: 1m, period: 5m)\n  |> mean()`,
+      "no range": 'from(bucket: "b")\n  |> filter(fn: (r) => r.s == "a")\n  |> count()',
+    };
+    for (const [what, flux] of Object.entries(bad)) expect(pushdownProblems(flux), what).toHaveLength(1);
+    const good = [
+      `${head}\n  |> aggregateWindow(every: every, fn: mean, createEmpty: false, timeSrc: "_start")\n  |> map(fn: (r) => r)`,
+      `${head.replace('"m")', '"m" and (r.a == "x" or r.a =~ /y/) and r._value > 0.0)')}\n  |> last()\n  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")`,
+      `${head}\n  |> window(every: every)\n  |> last()\n  |> group()`,
+      `${head}\n  |> keep(columns: ["sensor_id"])\n  |> group()\n  |> distinct(column: "sensor_id")`,
+    ];
+    for (const flux of good) expect(pushdownProblems(flux), flux).toEqual([]);
+  });
+
+  it("sets maxDataPoints on every panel and keeps each windowed query's windows within it", () => {
+    for (const { dashboard } of all) {
+      for (const panel of dashboard.panels) {
+        const at = `${dashboard.uid} ${panel.title}`;
+        expect(panel.maxDataPoints, at).toBeGreaterThan(0);
+        for (const t of panel.targets) {
+          // windowing(): the range is cut into at most maxWindows windows, written as spanNs / (maxWindows - 1).
+          for (const [, budget] of t.query.matchAll(/least = spanNs \/ (\d+) \+ 1/g)) {
+            expect(Number(budget) + 1, at).toBeLessThanOrEqual(panel.maxDataPoints);
+          }
+          if (panel.type === "timeseries")
+            expect(t.query, at).toMatch(/everyNs = if int\(v: v\.windowPeriod\)/);
+        }
+      }
+    }
+  });
+
+  it("caps the series of every panel that shows one per sensor, and says so", () => {
+    let capped = 0;
+    for (const { dashboard } of all) {
+      for (const panel of dashboard.panels) {
+        const perSensor =
+          JSON.stringify(panel.fieldConfig).includes("__field.labels.sensor_id") ||
+          JSON.stringify(panel.transformations ?? []).includes('"sensor_id"');
+        const oneSensor = panel.targets.every((t) => t.query.includes(quoted("sensor")));
+        if (!perSensor || oneSensor) continue;
+        const at = `${dashboard.uid} ${panel.title}`;
+        for (const t of panel.targets) {
+          const n = /limit\(n: (\d+)\)/.exec(t.query)?.[1];
+          expect(n, `${at} limits its series or rows`).toBeDefined();
+          expect(panel.description, at).toContain(String(n));
+        }
+        capped++;
+      }
+    }
+    expect(capped).toBeGreaterThanOrEqual(4);
   });
 
   it("sets a time range, a refresh, units and a description on every panel", () => {
