@@ -3,6 +3,12 @@
  * ok → pending (condition holds, waiting out `for`) → firing → ok. Only the edges are reported:
  * one `firing` when an alert starts, one `resolved` when it ends, never one per reading.
  * All times are event times, so a replay evaluates exactly as the first run did.
+ *
+ * Event-time order: a (rule, sensor) state evaluates only readings later than the latest one it
+ * evaluated (`lastTime`); an older or equal one (out of order, or a duplicate) is stored by the
+ * worker but moves no alert, so a late value cannot resolve and re-fire an alert or count a rate
+ * twice. Window conditions are the exception that order does not matter to: a reading counts if it
+ * falls in the window being accumulated, whatever its order within it; earlier windows are judged.
  */
 import { type AlertRule, type Condition, durationToMs } from "../common/rules.js";
 import type { Anomaly } from "./detectors.js";
@@ -13,6 +19,8 @@ export interface AlertState {
   since: number;
   /** Condition type the sub-state below belongs to; reset when a rule edit changes it. */
   kind: string;
+  /** Event time of the latest reading evaluated (not used by window conditions). */
+  lastTime?: number;
   prevValue?: number;
   prevTime?: number;
   window?: { start: number; count: number; sum: number; min: number; max: number };
@@ -136,6 +144,7 @@ export function evaluateReading(
     // The rule was edited to another kind of condition: its memory no longer applies.
     Object.assign(s, {
       kind,
+      lastTime: undefined,
       prevValue: undefined,
       prevTime: undefined,
       window: undefined,
@@ -144,6 +153,10 @@ export function evaluateReading(
     });
   }
   const c = rule.condition;
+  if (c.type !== "window") {
+    if (s.lastTime !== undefined && time <= s.lastTime) return undefined;
+    s.lastTime = time;
+  }
   const h = rule.hysteresis ?? 0;
   switch (c.type) {
     case "threshold":
@@ -151,7 +164,6 @@ export function evaluateReading(
     case "rate_of_change": {
       const prevValue = s.prevValue;
       const prevTime = s.prevTime;
-      if (prevTime !== undefined && time <= prevTime) return undefined; // out of order: no rate
       s.prevValue = x;
       s.prevTime = time;
       if (prevValue === undefined || prevTime === undefined) return undefined;

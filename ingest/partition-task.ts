@@ -16,7 +16,13 @@ import {
   newAlertState,
   type Transition,
 } from "./alerting.js";
-import { type Anomaly, type DetectorConfig, detect, type FieldState, newFieldState } from "./detectors.js";
+import {
+  type Anomaly,
+  type DetectorConfig,
+  detectInOrder,
+  type FieldState,
+  newFieldState,
+} from "./detectors.js";
 import type { TaggedLine } from "./influx-writer.js";
 import { pointLine } from "./line-protocol.js";
 import {
@@ -145,8 +151,9 @@ export class PartitionTask {
           state = newFieldState();
           this.detectors.set(key, state);
         }
+        const found = detectInOrder(state, time, fields[field] as number, this.config.detectors);
+        if (found === undefined) continue; // out of order for this sensor and field: stored only
         this.dirty.add(key);
-        const found = detect(state, fields[field] as number, this.config.detectors);
         if (found.length > 0) flagged[field] = found;
         for (const anomaly of found) {
           out.anomalies++;

@@ -328,6 +328,45 @@ describe("PartitionTask", () => {
     expect(rebuilt.stateSize).toEqual({ detectors: 1, windows: 2 });
   });
 
+  it("stores an out-of-order reading but feeds it to no detector or rule, so nothing flags twice", () => {
+    const task = new PartitionTask(CONFIG);
+    const rules = {
+      version: 1,
+      rules: [
+        {
+          id: "hot",
+          name: "hot",
+          version: 1,
+          created_at: "2026-01-01T00:00:00Z",
+          updated_at: "2026-01-01T00:00:00Z",
+          sensors: { type: "all" as const },
+          field: "temperature",
+          severity: "warning" as const,
+          condition: { type: "threshold" as const, op: "above" as const, value: 25 },
+        },
+      ],
+    };
+    const out = task.process(
+      [
+        message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE + 1_000 }),
+        message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE + 3_000 }),
+        message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE + 2_000 }),
+        message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE + 4_000 }),
+      ],
+      NOW,
+      rules,
+    );
+    expect(out.readings).toBe(4);
+    expect(out.lines.filter((l) => l.line.startsWith("readings,")).map((l) => l.source)).toEqual([
+      0, 1, 2, 3,
+    ]);
+    // Only the jump 20 → 30 in event time is a delta anomaly; 30 → 20 (late) → 30 is not.
+    expect(
+      out.lines.filter((l) => l.line.startsWith("anomalies,detector=delta")).map((l) => l.source),
+    ).toEqual([1]);
+    expect(out.transitions.map((t) => `${t.state}@${t.time - MINUTE}`)).toEqual(["firing@3000"]);
+  });
+
   it("a batch of only dead letters changes no state", () => {
     const task = new PartitionTask(CONFIG);
     task.process([message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE })], NOW);
