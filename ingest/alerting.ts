@@ -10,7 +10,7 @@
  * twice. Window conditions are the exception that order does not matter to: a reading counts if it
  * falls in the window being accumulated, whatever its order within it; earlier windows are judged.
  */
-import { type AlertRule, type Condition, durationToMs } from "../common/rules.js";
+import { type AlertRule, type Condition, durationToMs, selects } from "../common/rules.js";
 import type { Anomaly } from "./detectors.js";
 
 export interface AlertState {
@@ -26,16 +26,38 @@ export interface AlertState {
   window?: { start: number; count: number; sum: number; min: number; max: number };
   lastSeen?: number;
   lastAnomaly?: number;
+  /**
+   * While firing: what the alert fired under (the sensor's tags then, for re-checking a tag
+   * selector), so a rule change can end or update it, also after a restore.
+   */
+  fired?: FiredUnder;
 }
 
+export interface FiredUnder {
+  severity: AlertRule["severity"];
+  field: string;
+  name: string;
+  tags: Record<string, string>;
+  value: number;
+  threshold: number;
+}
+
+/** Why a transition happened when it was not the condition itself. */
+export type TransitionReason = "rule_deleted" | "rule_disabled" | "rule_retargeted" | "severity_changed";
+
+/** What a transition needs of its rule; a deleted rule is known only by what its alert recorded. */
+export type RuleRef = Pick<AlertRule, "id" | "name" | "severity" | "webhook">;
+
 export interface Transition {
-  rule: AlertRule;
+  rule: RuleRef;
   sensorId: string;
-  state: "firing" | "resolved";
+  /** `severity_changed`: the rule's severity changed while the alert fired; it fires on. */
+  state: "firing" | "resolved" | "severity_changed";
   time: number;
   value: number;
   threshold: number;
   message: string;
+  reason?: TransitionReason;
 }
 
 /** What one evaluation saw: whether the condition holds, whether it is clear (hysteresis), the value. */
@@ -90,6 +112,7 @@ function step(rule: AlertRule, sensorId: string, s: AlertState, o: Observation):
     if (!o.clear) return undefined;
     s.status = "ok";
     s.since = o.time;
+    s.fired = undefined;
     return transition(rule, sensorId, "resolved", o);
   }
   if (!o.breach) {
@@ -107,13 +130,78 @@ function step(rule: AlertRule, sensorId: string, s: AlertState, o: Observation):
 function fire(rule: AlertRule, sensorId: string, s: AlertState, o: Observation): Transition {
   s.status = "firing";
   s.since = o.time;
+  s.fired = {
+    severity: rule.severity,
+    field: rule.field,
+    name: rule.name,
+    tags: s.fired?.tags ?? {},
+    value: o.value,
+    threshold: o.threshold,
+  };
   return transition(rule, sensorId, "firing", o);
+}
+
+/**
+ * What a rule change does to an alert of `ruleId` for `sensorId` (state `s`) as of wall-clock
+ * `now`: `rule` is the rule now (undefined when deleted), `disabled` whether it is disabled. A
+ * firing alert whose rule was deleted or disabled, or no longer watches the sensor or the field it
+ * fired on, is resolved, the message saying why; one whose severity changed gets one
+ * severity_changed record and fires on. Returns `drop` when the state no longer belongs to the rule.
+ */
+export function applyRuleChange(
+  ruleId: string,
+  rule: AlertRule | undefined,
+  disabled: boolean,
+  sensorId: string,
+  s: AlertState,
+  now: number,
+): { transition?: Transition; drop: boolean } {
+  const fired = s.fired;
+  const gone = rule === undefined || disabled;
+  const retargeted =
+    !gone && fired !== undefined && (rule.field !== fired.field || !selects(rule, sensorId, fired.tags));
+  if (s.status !== "firing" || fired === undefined) return { drop: gone };
+  const ref: RuleRef = rule ?? { id: ruleId, name: fired.name, severity: fired.severity };
+  const base = { sensorId, time: now, value: fired.value, threshold: fired.threshold };
+  if (gone || retargeted) {
+    const reason: TransitionReason = gone ? (disabled ? "rule_disabled" : "rule_deleted") : "rule_retargeted";
+    const why =
+      reason === "rule_retargeted"
+        ? `rule retargeted: it no longer watches ${fired.field} of this sensor`
+        : reason === "rule_deleted"
+          ? "rule deleted"
+          : "rule disabled";
+    s.status = "ok";
+    s.since = now;
+    s.fired = undefined;
+    return {
+      transition: {
+        ...base,
+        rule: ref,
+        state: "resolved",
+        reason,
+        message: `${fired.name}: ${sensorId} resolved, ${why}`,
+      },
+      drop: true,
+    };
+  }
+  if (rule.severity !== fired.severity) {
+    const message = `${rule.name}: ${sensorId} still firing; severity ${fired.severity} → ${rule.severity}`;
+    fired.severity = rule.severity;
+    fired.name = rule.name;
+    return {
+      transition: { ...base, rule, state: "severity_changed", reason: "severity_changed", message },
+      drop: false,
+    };
+  }
+  fired.name = rule.name;
+  return { drop: false };
 }
 
 function transition(
   rule: AlertRule,
   sensorId: string,
-  state: Transition["state"],
+  state: "firing" | "resolved",
   o: Observation,
 ): Transition {
   return {

@@ -11,6 +11,7 @@ import { type AlertRule, selects } from "../common/rules.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import {
   type AlertState,
+  applyRuleChange,
   checkDeadman,
   evaluateReading,
   newAlertState,
@@ -45,10 +46,13 @@ export interface InputMessage {
   value: Buffer | null;
 }
 
-/** The enabled alert rules as of this batch; `version` changes whenever any rule does. */
+/** The alert rules as of this batch; `version` changes whenever any rule does. */
 export interface RuleSet {
   version: number;
+  /** The enabled rules: what readings are evaluated against. */
   rules: AlertRule[];
+  /** Rules that exist but are disabled (a rule in neither list was deleted). */
+  disabled?: AlertRule[];
 }
 
 export const NO_RULES: RuleSet = { version: 0, rules: [] };
@@ -128,7 +132,7 @@ export class PartitionTask {
       this.emitWindow(w, out, source);
     };
     this.windows.sweepIdle(now, emit);
-    if (rules.version !== this.rulesVersion) this.dropDeletedRules(rules);
+    if (rules.version !== this.rulesVersion) this.applyRules(rules, now, out, 0);
     for (let index = 0; index < messages.length; index++) {
       source = index;
       const parsed = parseReading((messages[index] as InputMessage).value, now, this.config.limits);
@@ -187,6 +191,7 @@ export class PartitionTask {
         if (value === undefined || !selects(rule, sensorId, tags)) continue;
         const state = this.alertState(rule, sensorId);
         const transition = evaluateReading(rule, sensorId, state, time, value, flagged[rule.field] ?? []);
+        if (state.fired !== undefined) state.fired.tags = tags;
         if (transition) this.emit(transition, out, index);
       }
 
@@ -281,7 +286,13 @@ export class PartitionTask {
       line: pointLine(
         MEASUREMENTS.alerts,
         { rule_id: t.rule.id, sensor_id: t.sensorId, severity: t.rule.severity, state: t.state },
-        { value: t.value, threshold: t.threshold, message: t.message, rule_name: t.rule.name },
+        {
+          value: t.value,
+          threshold: t.threshold,
+          message: t.message,
+          rule_name: t.rule.name,
+          ...(t.reason === undefined ? {} : { reason: t.reason }),
+        },
         t.time,
       ),
       source,
@@ -302,13 +313,29 @@ export class PartitionTask {
     }
   }
 
-  /** State of rules that were deleted or disabled is dropped (and tombstoned in the changelog). */
-  private dropDeletedRules(rules: RuleSet): void {
-    const live = new Set(rules.rules.map((r) => r.id));
+  /**
+   * Brings the alert state in line with a changed rule set: open alerts of deleted or disabled rules,
+   * or of rules re-targeted away from their sensor or field, are resolved (at `now`, the wall-clock
+   * time the change is applied, recorded with the state in the same transaction), severity changes
+   * are recorded, and state that no longer belongs to a rule is dropped (tombstoned).
+   */
+  private applyRules(rules: RuleSet, now: number, out: BatchOutput, source: number): void {
+    const enabled = new Map(rules.rules.map((r) => [r.id, r]));
+    const disabled = new Map((rules.disabled ?? []).map((r) => [r.id, r]));
     for (const [ruleId, byRule] of this.alerts) {
-      if (live.has(ruleId)) continue;
-      for (const sensorId of byRule.keys()) this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
-      this.alerts.delete(ruleId);
+      const rule = enabled.get(ruleId) ?? disabled.get(ruleId);
+      for (const [sensorId, state] of byRule) {
+        const change = applyRuleChange(ruleId, rule, disabled.has(ruleId), sensorId, state, now);
+        if (change.transition !== undefined) {
+          this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+          this.emit(change.transition, out, source);
+        }
+        if (change.drop) {
+          this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+          byRule.delete(sensorId);
+        }
+      }
+      if (byRule.size === 0) this.alerts.delete(ruleId);
     }
     this.rulesVersion = rules.version;
   }

@@ -49,6 +49,7 @@ import { payloadOf, WebhookNotifier } from "./notifier.js";
 import { deadLetterMessage, lateMessage, uniqueBySource } from "./outputs.js";
 import type { BatchOutput, PartitionTask, RuleSet, TaskConfig } from "./partition-task.js";
 import { restorePartitions } from "./restore.js";
+import { isRetriableStartupError, startupBackoffMs } from "./startup.js";
 import { type TopicMessages, TransactionalProducers } from "./transactions.js";
 
 export interface WorkerOptions {
@@ -162,11 +163,20 @@ export class IngestWorker {
         "could not check or create the raw and rollup buckets; writes fail until they exist",
       ),
     );
-    await withAdmin(this.kafka, async (admin) => {
-      await ensureTopics(admin, this.options.kafka);
-      await ensureChangelogTopic(admin, this.options.kafka, this.options.groupId);
-      this.forwardLimit = await maxMessageBytes(admin, [this.topics.dlq, this.topics.late]);
-    });
+    // Topics just created can be unknown to the broker's metadata for a moment: retried briefly.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await withAdmin(this.kafka, async (admin) => {
+          await ensureTopics(admin, this.options.kafka);
+          await ensureChangelogTopic(admin, this.options.kafka, this.options.groupId);
+          this.forwardLimit = await maxMessageBytes(admin, [this.topics.dlq, this.topics.late]);
+        });
+        break;
+      } catch (err) {
+        if (attempt >= 5 || !isRetriableStartupError(err)) throw err;
+        await new Promise((r) => setTimeout(r, startupBackoffMs(attempt)));
+      }
+    }
     // Rules first: no batch may be evaluated against a partial rule set.
     await this.rules.start();
     this.running = true;
@@ -272,14 +282,18 @@ export class IngestWorker {
     this.options.metrics?.setConsuming(consuming);
   }
 
-  /** The enabled rules, rebuilt only when the alert-rules table changed. Sorted for a stable order. */
+  /**
+   * The enabled rules (and the disabled ones, whose open alerts are resolved), rebuilt only when
+   * the alert-rules table changed. Sorted for a stable order.
+   */
   private currentRules(): RuleSet {
     if (this.ruleSet.version !== this.rules.version) {
-      const rules = this.rules
-        .values()
-        .filter((r) => r.enabled !== false)
-        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      this.ruleSet = { version: this.rules.version, rules };
+      const all = this.rules.values().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      this.ruleSet = {
+        version: this.rules.version,
+        rules: all.filter((r) => r.enabled !== false),
+        disabled: all.filter((r) => r.enabled === false),
+      };
     }
     return this.ruleSet;
   }

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_LIMITS } from "../../common/reading.js";
+import type { AlertRule } from "../../common/rules.js";
 import {
   type BatchOutput,
   type ChangelogEntry,
@@ -127,6 +128,21 @@ const streamArb = fc
   });
 
 const cutsArb = fc.array(fc.nat(), { maxLength: 8 });
+
+function hotRule(overrides: Partial<AlertRule> = {}): AlertRule {
+  return {
+    id: "hot",
+    name: "hot",
+    version: 1,
+    created_at: "2026-01-01T00:00:00Z",
+    updated_at: "2026-01-01T00:00:00Z",
+    sensors: { type: "all" },
+    field: "temperature",
+    severity: "warning",
+    condition: { type: "threshold", op: "above", value: 25 },
+    ...overrides,
+  };
+}
 
 describe("PartitionTask", () => {
   it("writes a readings line per reading and dead-letters the rest with their message index", () => {
@@ -365,6 +381,114 @@ describe("PartitionTask", () => {
       out.lines.filter((l) => l.line.startsWith("anomalies,detector=delta")).map((l) => l.source),
     ).toEqual([1]);
     expect(out.transitions.map((t) => `${t.state}@${t.time - MINUTE}`)).toEqual(["firing@3000"]);
+  });
+
+  describe("a rule change ends or updates the alerts it has open", () => {
+    const CHANGED_AT = NOW + 60_000;
+    /** A task whose rule `hot` fires for s1 (and is pending for nobody else). */
+    function firing(): PartitionTask {
+      const task = new PartitionTask(CONFIG);
+      const out = task.process(
+        [message({ sensor_id: "s1", temperature: 30, site: "north", timestamp: MINUTE })],
+        NOW,
+        { version: 1, rules: [hotRule()] },
+      );
+      expect(out.transitions.map((t) => t.state)).toEqual(["firing"]);
+      task.takeChangelog();
+      return task;
+    }
+    const alertLines = (out: BatchOutput) => out.lines.filter((l) => l.line.startsWith("alerts,"));
+
+    it("deleting the rule resolves its firing alert, saying so, and drops its state", () => {
+      const task = firing();
+      const out = task.process([], CHANGED_AT, { version: 2, rules: [] });
+      expect(out.transitions).toHaveLength(1);
+      expect(out.transitions[0]).toMatchObject({
+        state: "resolved",
+        reason: "rule_deleted",
+        sensorId: "s1",
+        time: CHANGED_AT,
+      });
+      expect(out.transitions[0]?.message).toContain("rule deleted");
+      expect(alertLines(out)).toHaveLength(1);
+      expect(alertLines(out)[0]?.line).toMatch(
+        /^alerts,rule_id=hot,sensor_id=s1,severity=warning,state=resolved .*reason="rule_deleted"/,
+      );
+      expect(task.takeChangelog().filter((e) => e.key.startsWith("a\u001f"))).toEqual([
+        { key: "a\u001fhot\u001fs1", value: null },
+      ]);
+    });
+
+    it("disabling the rule resolves its firing alert as disabled", () => {
+      const task = firing();
+      const out = task.process([], CHANGED_AT, {
+        version: 2,
+        rules: [],
+        disabled: [hotRule({ enabled: false, version: 2 })],
+      });
+      expect(out.transitions.map((t) => [t.state, t.reason])).toEqual([["resolved", "rule_disabled"]]);
+      expect(out.transitions[0]?.message).toContain("rule disabled");
+    });
+
+    it("re-targeting the rule away from the sensor or the field resolves its alert as retargeted", () => {
+      for (const change of [
+        { sensors: { type: "ids" as const, ids: ["s2"] } },
+        { sensors: { type: "tags" as const, tags: { site: "south" } } },
+        { field: "humidity" },
+      ]) {
+        const task = firing();
+        const out = task.process([], CHANGED_AT, { version: 2, rules: [hotRule({ ...change, version: 2 })] });
+        expect(
+          out.transitions.map((t) => [t.state, t.reason]),
+          JSON.stringify(change),
+        ).toEqual([["resolved", "rule_retargeted"]]);
+        expect(out.transitions[0]?.message).toContain("rule retargeted");
+      }
+      // Still selected (its tags match): nothing happens.
+      const kept = firing();
+      const out = kept.process([], CHANGED_AT, {
+        version: 2,
+        rules: [hotRule({ sensors: { type: "tags", tags: { site: "north" } }, version: 2 })],
+      });
+      expect(out.transitions).toEqual([]);
+    });
+
+    it("a severity change mid-episode is one severity_changed record, not a second firing; the end carries the new severity", () => {
+      const task = firing();
+      const critical = { version: 2, rules: [hotRule({ severity: "critical", version: 2 })] };
+      const changed = task.process([], CHANGED_AT, critical);
+      expect(changed.transitions.map((t) => [t.state, t.rule.severity, t.reason])).toEqual([
+        ["severity_changed", "critical", "severity_changed"],
+      ]);
+      expect(changed.transitions[0]?.message).toContain("warning → critical");
+      expect(alertLines(changed)[0]?.line).toMatch(
+        /^alerts,rule_id=hot,sensor_id=s1,severity=critical,state=severity_changed /,
+      );
+      const later = task.process(
+        [
+          message({ sensor_id: "s1", temperature: 31, site: "north", timestamp: MINUTE + 1_000 }),
+          message({ sensor_id: "s1", temperature: 20, site: "north", timestamp: MINUTE + 2_000 }),
+        ],
+        CHANGED_AT,
+        critical,
+      );
+      expect(later.transitions.map((t) => [t.state, t.rule.severity])).toEqual([["resolved", "critical"]]);
+    });
+
+    it("the memory of what an alert fired under survives a restore from the changelog", () => {
+      const task = new PartitionTask(CONFIG);
+      task.process([message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE })], NOW, {
+        version: 1,
+        rules: [hotRule()],
+      });
+      const rebuilt = new PartitionTask(CONFIG);
+      for (const e of task.takeChangelog()) rebuilt.restore(e.key, e.value);
+      const out = rebuilt.process([], CHANGED_AT, {
+        version: 2,
+        rules: [hotRule({ severity: "info", version: 2 })],
+      });
+      expect(out.transitions.map((t) => t.state)).toEqual(["severity_changed"]);
+    });
   });
 
   it("a batch of only dead letters changes no state", () => {
