@@ -10,6 +10,7 @@
  * twice. Window conditions are the exception that order does not matter to: a reading counts if it
  * falls in the window being accumulated, whatever its order within it; earlier windows are judged.
  */
+import { type Aggregate, addReading, aggregateOf, meanOf } from "../common/aggregate.js";
 import { type AlertRule, type Condition, durationToMs, selects } from "../common/rules.js";
 import type { Anomaly } from "./detectors.js";
 
@@ -23,7 +24,8 @@ export interface AlertState {
   lastTime?: number;
   prevValue?: number;
   prevTime?: number;
-  window?: { start: number; count: number; sum: number; min: number; max: number };
+  /** The window being accumulated (window conditions): its start and the one aggregate type. */
+  window?: WindowState;
   lastSeen?: number;
   lastAnomaly?: number;
   /**
@@ -32,6 +34,8 @@ export interface AlertState {
    */
   fired?: FiredUnder;
 }
+
+export type WindowState = Aggregate & { start: number };
 
 export interface FiredUnder {
   severity: AlertRule["severity"];
@@ -295,8 +299,7 @@ export function evaluateReading(
       let transition: Transition | undefined;
       if (w !== undefined && start < w.start) return undefined; // belongs to a window already evaluated
       if (w !== undefined && start > w.start) {
-        const value =
-          c.fn === "mean" ? w.sum / w.count : c.fn === "min" ? w.min : c.fn === "max" ? w.max : w.count;
+        const value = c.fn === "mean" ? meanOf(w) : c.fn === "min" ? w.min : c.fn === "max" ? w.max : w.count;
         transition = step(rule, sensorId, s, {
           ...compare(c.op, value, c.value, h),
           value,
@@ -304,13 +307,8 @@ export function evaluateReading(
           time: w.start + size,
         });
       }
-      if (w === undefined || start > w.start) s.window = { start, count: 1, sum: x, min: x, max: x };
-      else {
-        w.count++;
-        w.sum += x;
-        if (x < w.min) w.min = x;
-        if (x > w.max) w.max = x;
-      }
+      if (w === undefined || start > w.start) s.window = { start, ...aggregateOf(x, time) };
+      else addReading(w, x, time);
       return transition;
     }
   }

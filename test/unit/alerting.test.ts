@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { addReading, aggregateOf } from "../../common/aggregate.js";
 import type { AlertRule } from "../../common/rules.js";
 import {
   type AlertState,
@@ -176,5 +177,24 @@ describe("event-time order per rule and sensor", () => {
         [21, 0],
       ]),
     ).toEqual(["firing@10", "resolved@20"]);
+  });
+});
+
+describe("window conditions on the one aggregate type", () => {
+  it("accumulate the open window as an Aggregate, as windows and rollups do", () => {
+    const r = rule({ condition: { type: "window", fn: "mean", window: "10s", op: "above", value: 25 } });
+    const s = newAlertState(r);
+    evaluateReading(r, "s1", s, 11_000, 30, []);
+    evaluateReading(r, "s1", s, 13_000, 20, []);
+    const expected = aggregateOf(30, 11_000);
+    addReading(expected, 20, 13_000);
+    expect(s.window).toEqual({ start: 10_000, ...expected });
+  });
+
+  it("a window state checkpointed in the older shape (count, sum, min, max) still judges its window", () => {
+    const r = rule({ condition: { type: "window", fn: "mean", window: "10s", op: "above", value: 25 } });
+    const s = newAlertState(r);
+    (s as { window?: unknown }).window = { start: 10_000, count: 2, sum: 60, min: 29, max: 31 };
+    expect(evaluateReading(r, "s1", s, 20_000, 0, [])).toMatchObject({ state: "firing", value: 30 });
   });
 });
