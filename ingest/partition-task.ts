@@ -131,7 +131,6 @@ export class PartitionTask {
       emitted++;
       this.emitWindow(w, out, source);
     };
-    this.windows.sweepIdle(now, emit);
     if (rules.version !== this.rulesVersion) this.applyRules(rules, now, out, 0);
     for (let index = 0; index < messages.length; index++) {
       source = index;
@@ -203,6 +202,36 @@ export class PartitionTask {
     }
     if (out.readings > 0 || emitted > 0) this.emitProgress(out, Math.max(0, messages.length - 1), now);
     return out;
+  }
+
+  /**
+   * The named wall-clock timers, run by the worker between batches of the partition: sensors
+   * silent for the windows' idleMs get their open windows closed (rollups written, the finest tier
+   * published), and a changed rule set is applied even when no reading arrives. These are the only
+   * decisions taken on the wall clock; their effect is in the changelog entries the worker commits
+   * with the outputs, so a restore resumes from the state as the tick left it and never repeats or
+   * undoes a firing.
+   */
+  tick(now: number, rules: RuleSet = NO_RULES): BatchOutput {
+    const out = emptyBatchOutput();
+    let emitted = 0;
+    if (rules.version !== this.rulesVersion) this.applyRules(rules, now, out, 0);
+    this.windows.sweepIdle(now, (w) => {
+      emitted++;
+      this.emitWindow(w, out, 0);
+    });
+    if (emitted > 0) this.emitProgress(out, 0, now);
+    return out;
+  }
+
+  /** The earliest wall-clock time a tick has something to do (undefined: nothing scheduled). */
+  nextDeadline(): number | undefined {
+    return this.windows.nextIdleDeadline();
+  }
+
+  /** True when the rule set differs from the one the state was last brought in line with. */
+  rulesChanged(rules: RuleSet): boolean {
+    return rules.version !== this.rulesVersion;
   }
 
   /** A window's rollup points (one per field, rewritten on every revision) and, for the finest tier, its Kafka message. */

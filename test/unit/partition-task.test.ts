@@ -491,6 +491,55 @@ describe("PartitionTask", () => {
     });
   });
 
+  describe("the wall-clock tick", () => {
+    const IDLE: TaskConfig = { ...CONFIG, windows: { ...CONFIG.windows, idleMs: 5_000 } };
+    const s1 = message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE + 1_000 });
+
+    it("closes a silent sensor's windows once idleMs of wall clock passed; a batch alone never does", () => {
+      const task = new PartitionTask(IDLE);
+      expect(task.process([s1], NOW).windows).toEqual([]);
+      // Another sensor's batch well after s1's deadline closes nothing of s1's.
+      const other = task.process(
+        [message({ sensor_id: "s2", temperature: 1, timestamp: MINUTE })],
+        NOW + 10_000,
+      );
+      expect(other.windows).toEqual([]);
+      expect(task.nextDeadline()).toBe(NOW + 5_000);
+      expect(task.tick(NOW + 4_999).windows).toEqual([]);
+      const ticked = task.tick(NOW + 5_000);
+      expect(ticked.windows.map((w) => [w.sensor_id, w.window_start, w.count])).toEqual([["s1", MINUTE, 1]]);
+      const rollups = ticked.lines.filter((l) => l.line.startsWith("rollup,")).map((l) => l.bucket);
+      expect(rollups).toEqual(["1m", "1h"]);
+      // Next: s1's closed windows are dropped once idleMs + revisionMs passed (before s2's idle close).
+      expect(task.nextDeadline()).toBe(NOW + 5_000 + 8_000);
+    });
+
+    it("a tick is recorded in the changelog: a task restored after it neither closes again nor differs later", () => {
+      const task = new PartitionTask(IDLE);
+      const log: ChangelogEntry[] = [];
+      task.process([s1], NOW);
+      log.push(...task.takeChangelog());
+      expect(task.tick(NOW + 5_000).windows).toHaveLength(1);
+      log.push(...task.takeChangelog());
+      const restored = new PartitionTask(IDLE);
+      for (const e of log) restored.restore(e.key, e.value);
+      expect(restored.tick(NOW + 5_000).windows).toEqual([]);
+      const late = [message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE + 2_000 })];
+      expect(normalised(restored.process(late, NOW + 6_000))).toEqual(
+        normalised(task.process(late, NOW + 6_000)),
+      );
+    });
+
+    it("with nothing due, a tick changes no state and writes nothing", () => {
+      const task = new PartitionTask(IDLE);
+      task.process([s1], NOW);
+      task.takeChangelog();
+      const out = task.tick(NOW + 1_000);
+      expect(out.lines).toEqual([]);
+      expect(task.takeChangelog()).toEqual([]);
+    });
+  });
+
   it("a batch of only dead letters changes no state", () => {
     const task = new PartitionTask(CONFIG);
     task.process([message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE })], NOW);
