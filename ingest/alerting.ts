@@ -27,6 +27,11 @@ export interface AlertState {
   /** The window being accumulated (window conditions): its start and the one aggregate type. */
   window?: WindowState;
   lastSeen?: number;
+  /**
+   * Deadman: wall-clock arrival of the latest live reading (event time within `after` of its
+   * arrival); undefined while no live reading arms the wall-clock timer (backfill, or fired).
+   */
+  seenAt?: number;
   lastAnomaly?: number;
   /**
    * While firing: what the alert fired under (the sensor's tags then, for re-checking a tag
@@ -44,6 +49,8 @@ export interface FiredUnder {
   tags: Record<string, string>;
   value: number;
   threshold: number;
+  /** A deadman alert that the wall-clock timer fired (rather than a gap in event times). */
+  byClock?: boolean;
 }
 
 /** Why a transition happened when it was not the condition itself. */
@@ -221,7 +228,8 @@ function transition(
 
 /**
  * Evaluates one reading's value of `rule.field` (plus the anomalies flagged on it) against a rule.
- * Deadman rules only note the reading here; `checkDeadman` decides silence.
+ * Deadman rules only note the reading here (`arrival`: the worker's clock when it arrived, which
+ * arms the wall-clock timer); `checkDeadman` and `checkDeadmanByClock` decide silence.
  */
 export function evaluateReading(
   rule: AlertRule,
@@ -230,6 +238,7 @@ export function evaluateReading(
   time: number,
   x: number,
   anomalies: Anomaly[],
+  arrival?: number,
 ): Transition | undefined {
   const kind = conditionKind(rule.condition);
   if (s.kind !== kind) {
@@ -241,6 +250,7 @@ export function evaluateReading(
       prevTime: undefined,
       window: undefined,
       lastSeen: undefined,
+      seenAt: undefined,
       lastAnomaly: undefined,
     });
   }
@@ -283,6 +293,12 @@ export function evaluateReading(
     }
     case "deadman": {
       s.lastSeen = Math.max(s.lastSeen ?? time, time);
+      const after = durationToMs(c.after);
+      const live = arrival === undefined || time >= arrival - after;
+      // Backfill (stamped more than `after` before it arrived) says nothing about the sensor now:
+      // it neither arms the wall-clock timer nor ends a silence that timer found.
+      if (!live && s.status === "firing" && s.fired?.byClock === true) return undefined;
+      if (live && arrival !== undefined) s.seenAt = arrival;
       // Data arrived: a silent sensor is alive again.
       return step(rule, sensorId, s, {
         breach: false,
@@ -314,7 +330,45 @@ export function evaluateReading(
   }
 }
 
-/** Fires a deadman rule for a sensor whose last reading is `after` or more behind `streamTime`. */
+/**
+ * The wall-clock deadman timer: fires when `now` is `after` or more past the arrival of the
+ * sensor's latest live reading. The firing is timed at that deadline (seenAt + after), not at
+ * `now`, and disarms the timer until the next live reading: one firing per silence.
+ */
+export function checkDeadmanByClock(
+  rule: AlertRule,
+  sensorId: string,
+  s: AlertState,
+  now: number,
+): Transition | undefined {
+  const c = rule.condition;
+  if (c.type !== "deadman" || s.seenAt === undefined || s.status === "firing") return undefined;
+  const after = durationToMs(c.after);
+  const due = s.seenAt + after;
+  if (now < due) return undefined;
+  s.seenAt = undefined;
+  const t = fire(rule, sensorId, s, {
+    breach: true,
+    clear: false,
+    value: after / 1000,
+    threshold: after / 1000,
+    time: due,
+  });
+  if (s.fired !== undefined) s.fired.byClock = true;
+  return t;
+}
+
+/** The wall-clock time `checkDeadmanByClock` fires, if armed. */
+export function deadmanDeadline(rule: AlertRule, s: AlertState): number | undefined {
+  const c = rule.condition;
+  if (c.type !== "deadman" || s.seenAt === undefined || s.status === "firing") return undefined;
+  return s.seenAt + durationToMs(c.after);
+}
+
+/**
+ * A gap in the sensor's own event times: fires, back-dated to lastSeen + after, when a reading at
+ * `streamTime` (that sensor's) comes `after` or more after the one before it.
+ */
 export function checkDeadman(
   rule: AlertRule,
   sensorId: string,

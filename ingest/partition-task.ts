@@ -13,6 +13,8 @@ import {
   type AlertState,
   applyRuleChange,
   checkDeadman,
+  checkDeadmanByClock,
+  deadmanDeadline,
   evaluateReading,
   newAlertState,
   type Transition,
@@ -26,6 +28,7 @@ import {
 } from "./detectors.js";
 import type { TaggedLine } from "./influx-writer.js";
 import { pointLine } from "./line-protocol.js";
+import { TimerQueue } from "./timers.js";
 import {
   SENSOR_KEY,
   WINDOW_KEY,
@@ -113,6 +116,10 @@ export class PartitionTask {
   /** Alert state by rule id, then sensor id. */
   private readonly alerts = new Map<string, Map<string, AlertState>>();
   private rulesVersion = -1;
+  /** The rules last applied, by id. */
+  private ruleById = new Map<string, AlertRule>();
+  /** Wall-clock deadman deadlines by alert key; rebuilt from the alert states on a rule change. */
+  private readonly deadmen = new TimerQueue();
   private readonly dirty = new Set<string>();
 
   /** `partition` labels the rollup progress this task writes. */
@@ -178,20 +185,30 @@ export class PartitionTask {
       }
 
       if (time > this.maxEventTime) {
-        // Silence is judged on stream time, once per second of it: deterministic for any batching.
-        const second = Math.floor(time / 1000);
-        const advanced = second > Math.floor(this.maxEventTime / 1000);
         this.maxEventTime = time;
         this.dirty.add(META_KEY);
-        if (advanced) this.checkDeadmen(rules, out, index);
       }
       for (const rule of rules.rules) {
         const value = fields[rule.field];
         if (value === undefined || !selects(rule, sensorId, tags)) continue;
         const state = this.alertState(rule, sensorId);
-        const transition = evaluateReading(rule, sensorId, state, time, value, flagged[rule.field] ?? []);
+        if (rule.condition.type === "deadman" && (state.lastTime === undefined || time > state.lastTime)) {
+          // A gap in this sensor's own event times (backfill, or a silence the timer did not see).
+          const gap = checkDeadman(rule, sensorId, state, time);
+          if (gap) this.emit(gap, out, index);
+        }
+        const transition = evaluateReading(
+          rule,
+          sensorId,
+          state,
+          time,
+          value,
+          flagged[rule.field] ?? [],
+          now,
+        );
         if (state.fired !== undefined) state.fired.tags = tags;
         if (transition) this.emit(transition, out, index);
+        if (rule.condition.type === "deadman") this.scheduleDeadman(rule, sensorId, state);
       }
 
       if (this.windows.isTooLate(sensorId, time)) {
@@ -207,7 +224,8 @@ export class PartitionTask {
   /**
    * The named wall-clock timers, run by the worker between batches of the partition: sensors
    * silent for the windows' idleMs get their open windows closed (rollups written, the finest tier
-   * published), and a changed rule set is applied even when no reading arrives. These are the only
+   * published), deadman rules fire for sensors silent for their `after` since their last live
+   * reading, and a changed rule set is applied even when no reading arrives. These are the only
    * decisions taken on the wall clock; their effect is in the changelog entries the worker commits
    * with the outputs, so a restore resumes from the state as the tick left it and never repeats or
    * undoes a firing.
@@ -220,13 +238,17 @@ export class PartitionTask {
       emitted++;
       this.emitWindow(w, out, 0);
     });
+    this.fireDeadmen(now, out);
     if (emitted > 0) this.emitProgress(out, 0, now);
     return out;
   }
 
   /** The earliest wall-clock time a tick has something to do (undefined: nothing scheduled). */
   nextDeadline(): number | undefined {
-    return this.windows.nextIdleDeadline();
+    const idle = this.windows.nextIdleDeadline();
+    const deadman = this.deadmen.next();
+    if (idle === undefined) return deadman;
+    return deadman === undefined ? idle : Math.min(idle, deadman);
   }
 
   /** True when the rule set differs from the one the state was last brought in line with. */
@@ -328,17 +350,25 @@ export class PartitionTask {
     });
   }
 
-  /** Deadman rules fire on silence, which only stream time moving on can reveal. */
-  private checkDeadmen(rules: RuleSet, out: BatchOutput, source: number): void {
-    for (const rule of rules.rules) {
-      if (rule.condition.type !== "deadman") continue;
-      for (const [sensorId, state] of this.alerts.get(rule.id) ?? []) {
-        const transition = checkDeadman(rule, sensorId, state, this.maxEventTime);
-        if (transition) {
-          this.dirty.add(`a${SEP}${rule.id}${SEP}${sensorId}`);
-          this.emit(transition, out, source);
-        }
-      }
+  private scheduleDeadman(rule: AlertRule, sensorId: string, state: AlertState): void {
+    const key = `${rule.id}${SEP}${sensorId}`;
+    const due = deadmanDeadline(rule, state);
+    if (due === undefined) this.deadmen.delete(key);
+    else this.deadmen.set(key, due);
+  }
+
+  /** The wall-clock deadman timer: sensors silent for a deadman rule's `after` since their last live reading. */
+  private fireDeadmen(now: number, out: BatchOutput): void {
+    for (const key of this.deadmen.due(now)) {
+      const [ruleId = "", sensorId = ""] = key.split(SEP);
+      const rule = this.ruleById.get(ruleId);
+      const state = this.alerts.get(ruleId)?.get(sensorId);
+      if (rule === undefined || state === undefined) continue;
+      const transition = checkDeadmanByClock(rule, sensorId, state, now);
+      if (transition) {
+        this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+        this.emit(transition, out, 0);
+      } else this.scheduleDeadman(rule, sensorId, state);
     }
   }
 
@@ -367,6 +397,13 @@ export class PartitionTask {
       if (byRule.size === 0) this.alerts.delete(ruleId);
     }
     this.rulesVersion = rules.version;
+    this.ruleById = enabled;
+    // Deadlines depend on the rules' `after`: rebuilt from the alert states (also after a restore).
+    for (const [ruleId, byRule] of this.alerts) {
+      const rule = enabled.get(ruleId);
+      if (rule?.condition.type !== "deadman") continue;
+      for (const [sensorId, state] of byRule) this.scheduleDeadman(rule, sensorId, state);
+    }
   }
 
   /** Drops the messages this state already includes; `offsets` are the messages' Kafka offsets. */

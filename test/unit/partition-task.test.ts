@@ -540,6 +540,78 @@ describe("PartitionTask", () => {
     });
   });
 
+  describe("deadman on wall-clock silence", () => {
+    const LIVE = NOW; // readings stamped at the worker's clock: live data
+    const deadman = {
+      version: 1,
+      rules: [hotRule({ id: "dead", name: "dead", condition: { type: "deadman", after: "10s" } })],
+    };
+    const at = (sensor: string, t: number) => message({ sensor_id: sensor, temperature: 20, timestamp: t });
+    const states = (out: BatchOutput) =>
+      out.transitions.map((t) => `${t.sensorId}:${t.state}@${t.time - LIVE}`);
+
+    it("fires after `after` of wall-clock silence, once, and resolves on the next reading", () => {
+      const task = new PartitionTask(CONFIG);
+      task.process([at("s1", LIVE)], NOW, deadman);
+      expect(task.nextDeadline()).toBe(NOW + 10_000);
+      expect(states(task.tick(NOW + 9_999, deadman))).toEqual([]);
+      expect(states(task.tick(NOW + 10_000, deadman))).toEqual(["s1:firing@10000"]);
+      expect(states(task.tick(NOW + 60_000, deadman))).toEqual([]);
+      expect(states(task.process([at("s1", LIVE + 61_000)], NOW + 61_000, deadman))).toEqual([
+        "s1:resolved@61000",
+      ]);
+    });
+
+    it("other sensors moving on does not make a sensor dead (no partition stream time)", () => {
+      const task = new PartitionTask(CONFIG);
+      task.process([at("s1", LIVE), at("s2", LIVE)], NOW, deadman);
+      const s2 = [9_000, 18_000, 27_000].map((t) => at("s2", LIVE + t));
+      const out = task.process([...s2, at("s1", LIVE + 5_000)], NOW + 5_000, deadman);
+      expect(states(out)).toEqual([]);
+    });
+
+    it("does not flap: a late reading neither resolves nor re-arms it, a burst resolves it once", () => {
+      const task = new PartitionTask(CONFIG);
+      task.process([at("s1", LIVE)], NOW, deadman);
+      expect(states(task.tick(NOW + 10_000, deadman))).toEqual(["s1:firing@10000"]);
+      // Out of order (older than what was seen): stored, not a sign of life.
+      expect(states(task.process([at("s1", LIVE - 5_000)], NOW + 20_000, deadman))).toEqual([]);
+      expect(states(task.tick(NOW + 40_000, deadman))).toEqual([]);
+      const burst = [1, 2, 3, 4, 5].map((i) => at("s1", LIVE + 40_000 + i));
+      expect(states(task.process(burst, NOW + 40_010, deadman))).toEqual(["s1:resolved@40001"]);
+      expect(states(task.tick(NOW + 45_000, deadman))).toEqual([]);
+      expect(states(task.tick(NOW + 50_010, deadman))).toEqual(["s1:firing@50010"]);
+    });
+
+    it("a gap in a sensor's own event times is one back-dated episode; backfill arms no wall-clock timer", () => {
+      const task = new PartitionTask(CONFIG);
+      const old = MINUTE; // a day before NOW: backfill
+      task.process([at("s1", old)], NOW, deadman);
+      // Only the windows' idle close is scheduled.
+      expect(task.nextDeadline()).toBe(NOW + CONFIG.windows.idleMs);
+      const out = task.process([at("s1", old + 30_000)], NOW, deadman);
+      expect(out.transitions.map((t) => `${t.state}@${t.time - old}`)).toEqual([
+        "firing@10000",
+        "resolved@30000",
+      ]);
+    });
+
+    it("a firing recorded by a tick is in the changelog: a restored task does not fire it again", () => {
+      const task = new PartitionTask(CONFIG);
+      const log: ChangelogEntry[] = [];
+      task.process([at("s1", LIVE)], NOW, deadman);
+      log.push(...task.takeChangelog());
+      expect(states(task.tick(NOW + 10_000, deadman))).toEqual(["s1:firing@10000"]);
+      log.push(...task.takeChangelog());
+      const restored = new PartitionTask(CONFIG);
+      for (const e of log) restored.restore(e.key, e.value);
+      expect(states(restored.tick(NOW + 20_000, deadman))).toEqual([]);
+      expect(states(restored.process([at("s1", LIVE + 21_000)], NOW + 21_000, deadman))).toEqual([
+        "s1:resolved@21000",
+      ]);
+    });
+  });
+
   it("a batch of only dead letters changes no state", () => {
     const task = new PartitionTask(CONFIG);
     task.process([message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE })], NOW);
