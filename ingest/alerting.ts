@@ -3,8 +3,15 @@
  * ok → pending (condition holds, waiting out `for`) → firing → ok. Only the edges are reported:
  * one `firing` when an alert starts, one `resolved` when it ends, never one per reading.
  * All times are event times, so a replay evaluates exactly as the first run did.
+ *
+ * Event-time order: a (rule, sensor) state evaluates only readings later than the latest one it
+ * evaluated (`lastTime`); an older or equal one (out of order, or a duplicate) is stored by the
+ * worker but moves no alert, so a late value cannot resolve and re-fire an alert or count a rate
+ * twice. Window conditions are the exception that order does not matter to: a reading counts if it
+ * falls in the window being accumulated, whatever its order within it; earlier windows are judged.
  */
-import { type AlertRule, type Condition, durationToMs } from "../common/rules.js";
+import { type Aggregate, addReading, aggregateOf, meanOf } from "../common/aggregate.js";
+import { type AlertRule, type Condition, durationToMs, selects } from "../common/rules.js";
 import type { Anomaly } from "./detectors.js";
 
 export interface AlertState {
@@ -13,21 +20,55 @@ export interface AlertState {
   since: number;
   /** Condition type the sub-state below belongs to; reset when a rule edit changes it. */
   kind: string;
+  /** Event time of the latest reading evaluated (not used by window conditions). */
+  lastTime?: number;
   prevValue?: number;
   prevTime?: number;
-  window?: { start: number; count: number; sum: number; min: number; max: number };
+  /** The window being accumulated (window conditions): its start and the one aggregate type. */
+  window?: WindowState;
   lastSeen?: number;
+  /**
+   * Deadman: wall-clock arrival of the latest live reading (event time within `after` of its
+   * arrival); undefined while no live reading arms the wall-clock timer (backfill, or fired).
+   */
+  seenAt?: number;
   lastAnomaly?: number;
+  /**
+   * While firing: what the alert fired under (the sensor's tags then, for re-checking a tag
+   * selector), so a rule change can end or update it, also after a restore.
+   */
+  fired?: FiredUnder;
 }
 
+export type WindowState = Aggregate & { start: number };
+
+export interface FiredUnder {
+  severity: AlertRule["severity"];
+  field: string;
+  name: string;
+  tags: Record<string, string>;
+  value: number;
+  threshold: number;
+  /** A deadman alert that the wall-clock timer fired (rather than a gap in event times). */
+  byClock?: boolean;
+}
+
+/** Why a transition happened when it was not the condition itself. */
+export type TransitionReason = "rule_deleted" | "rule_disabled" | "rule_retargeted" | "severity_changed";
+
+/** What a transition needs of its rule; a deleted rule is known only by what its alert recorded. */
+export type RuleRef = Pick<AlertRule, "id" | "name" | "severity" | "webhook">;
+
 export interface Transition {
-  rule: AlertRule;
+  rule: RuleRef;
   sensorId: string;
-  state: "firing" | "resolved";
+  /** `severity_changed`: the rule's severity changed while the alert fired; it fires on. */
+  state: "firing" | "resolved" | "severity_changed";
   time: number;
   value: number;
   threshold: number;
   message: string;
+  reason?: TransitionReason;
 }
 
 /** What one evaluation saw: whether the condition holds, whether it is clear (hysteresis), the value. */
@@ -82,6 +123,7 @@ function step(rule: AlertRule, sensorId: string, s: AlertState, o: Observation):
     if (!o.clear) return undefined;
     s.status = "ok";
     s.since = o.time;
+    s.fired = undefined;
     return transition(rule, sensorId, "resolved", o);
   }
   if (!o.breach) {
@@ -99,13 +141,78 @@ function step(rule: AlertRule, sensorId: string, s: AlertState, o: Observation):
 function fire(rule: AlertRule, sensorId: string, s: AlertState, o: Observation): Transition {
   s.status = "firing";
   s.since = o.time;
+  s.fired = {
+    severity: rule.severity,
+    field: rule.field,
+    name: rule.name,
+    tags: s.fired?.tags ?? {},
+    value: o.value,
+    threshold: o.threshold,
+  };
   return transition(rule, sensorId, "firing", o);
+}
+
+/**
+ * What a rule change does to an alert of `ruleId` for `sensorId` (state `s`) as of wall-clock
+ * `now`: `rule` is the rule now (undefined when deleted), `disabled` whether it is disabled. A
+ * firing alert whose rule was deleted or disabled, or no longer watches the sensor or the field it
+ * fired on, is resolved, the message saying why; one whose severity changed gets one
+ * severity_changed record and fires on. Returns `drop` when the state no longer belongs to the rule.
+ */
+export function applyRuleChange(
+  ruleId: string,
+  rule: AlertRule | undefined,
+  disabled: boolean,
+  sensorId: string,
+  s: AlertState,
+  now: number,
+): { transition?: Transition; drop: boolean } {
+  const fired = s.fired;
+  const gone = rule === undefined || disabled;
+  const retargeted =
+    !gone && fired !== undefined && (rule.field !== fired.field || !selects(rule, sensorId, fired.tags));
+  if (s.status !== "firing" || fired === undefined) return { drop: gone };
+  const ref: RuleRef = rule ?? { id: ruleId, name: fired.name, severity: fired.severity };
+  const base = { sensorId, time: now, value: fired.value, threshold: fired.threshold };
+  if (gone || retargeted) {
+    const reason: TransitionReason = gone ? (disabled ? "rule_disabled" : "rule_deleted") : "rule_retargeted";
+    const why =
+      reason === "rule_retargeted"
+        ? `rule retargeted: it no longer watches ${fired.field} of this sensor`
+        : reason === "rule_deleted"
+          ? "rule deleted"
+          : "rule disabled";
+    s.status = "ok";
+    s.since = now;
+    s.fired = undefined;
+    return {
+      transition: {
+        ...base,
+        rule: ref,
+        state: "resolved",
+        reason,
+        message: `${fired.name}: ${sensorId} resolved, ${why}`,
+      },
+      drop: true,
+    };
+  }
+  if (rule.severity !== fired.severity) {
+    const message = `${rule.name}: ${sensorId} still firing; severity ${fired.severity} → ${rule.severity}`;
+    fired.severity = rule.severity;
+    fired.name = rule.name;
+    return {
+      transition: { ...base, rule, state: "severity_changed", reason: "severity_changed", message },
+      drop: false,
+    };
+  }
+  fired.name = rule.name;
+  return { drop: false };
 }
 
 function transition(
   rule: AlertRule,
   sensorId: string,
-  state: Transition["state"],
+  state: "firing" | "resolved",
   o: Observation,
 ): Transition {
   return {
@@ -121,7 +228,8 @@ function transition(
 
 /**
  * Evaluates one reading's value of `rule.field` (plus the anomalies flagged on it) against a rule.
- * Deadman rules only note the reading here; `checkDeadman` decides silence.
+ * Deadman rules only note the reading here (`arrival`: the worker's clock when it arrived, which
+ * arms the wall-clock timer); `checkDeadman` and `checkDeadmanByClock` decide silence.
  */
 export function evaluateReading(
   rule: AlertRule,
@@ -130,20 +238,27 @@ export function evaluateReading(
   time: number,
   x: number,
   anomalies: Anomaly[],
+  arrival?: number,
 ): Transition | undefined {
   const kind = conditionKind(rule.condition);
   if (s.kind !== kind) {
     // The rule was edited to another kind of condition: its memory no longer applies.
     Object.assign(s, {
       kind,
+      lastTime: undefined,
       prevValue: undefined,
       prevTime: undefined,
       window: undefined,
       lastSeen: undefined,
+      seenAt: undefined,
       lastAnomaly: undefined,
     });
   }
   const c = rule.condition;
+  if (c.type !== "window") {
+    if (s.lastTime !== undefined && time <= s.lastTime) return undefined;
+    s.lastTime = time;
+  }
   const h = rule.hysteresis ?? 0;
   switch (c.type) {
     case "threshold":
@@ -151,7 +266,6 @@ export function evaluateReading(
     case "rate_of_change": {
       const prevValue = s.prevValue;
       const prevTime = s.prevTime;
-      if (prevTime !== undefined && time <= prevTime) return undefined; // out of order: no rate
       s.prevValue = x;
       s.prevTime = time;
       if (prevValue === undefined || prevTime === undefined) return undefined;
@@ -179,6 +293,12 @@ export function evaluateReading(
     }
     case "deadman": {
       s.lastSeen = Math.max(s.lastSeen ?? time, time);
+      const after = durationToMs(c.after);
+      const live = arrival === undefined || time >= arrival - after;
+      // Backfill (stamped more than `after` before it arrived) says nothing about the sensor now:
+      // it neither arms the wall-clock timer nor ends a silence that timer found.
+      if (!live && s.status === "firing" && s.fired?.byClock === true) return undefined;
+      if (live && arrival !== undefined) s.seenAt = arrival;
       // Data arrived: a silent sensor is alive again.
       return step(rule, sensorId, s, {
         breach: false,
@@ -195,8 +315,7 @@ export function evaluateReading(
       let transition: Transition | undefined;
       if (w !== undefined && start < w.start) return undefined; // belongs to a window already evaluated
       if (w !== undefined && start > w.start) {
-        const value =
-          c.fn === "mean" ? w.sum / w.count : c.fn === "min" ? w.min : c.fn === "max" ? w.max : w.count;
+        const value = c.fn === "mean" ? meanOf(w) : c.fn === "min" ? w.min : c.fn === "max" ? w.max : w.count;
         transition = step(rule, sensorId, s, {
           ...compare(c.op, value, c.value, h),
           value,
@@ -204,19 +323,52 @@ export function evaluateReading(
           time: w.start + size,
         });
       }
-      if (w === undefined || start > w.start) s.window = { start, count: 1, sum: x, min: x, max: x };
-      else {
-        w.count++;
-        w.sum += x;
-        if (x < w.min) w.min = x;
-        if (x > w.max) w.max = x;
-      }
+      if (w === undefined || start > w.start) s.window = { start, ...aggregateOf(x, time) };
+      else addReading(w, x, time);
       return transition;
     }
   }
 }
 
-/** Fires a deadman rule for a sensor whose last reading is `after` or more behind `streamTime`. */
+/**
+ * The wall-clock deadman timer: fires when `now` is `after` or more past the arrival of the
+ * sensor's latest live reading. The firing is timed at that deadline (seenAt + after), not at
+ * `now`, and disarms the timer until the next live reading: one firing per silence.
+ */
+export function checkDeadmanByClock(
+  rule: AlertRule,
+  sensorId: string,
+  s: AlertState,
+  now: number,
+): Transition | undefined {
+  const c = rule.condition;
+  if (c.type !== "deadman" || s.seenAt === undefined || s.status === "firing") return undefined;
+  const after = durationToMs(c.after);
+  const due = s.seenAt + after;
+  if (now < due) return undefined;
+  s.seenAt = undefined;
+  const t = fire(rule, sensorId, s, {
+    breach: true,
+    clear: false,
+    value: after / 1000,
+    threshold: after / 1000,
+    time: due,
+  });
+  if (s.fired !== undefined) s.fired.byClock = true;
+  return t;
+}
+
+/** The wall-clock time `checkDeadmanByClock` fires, if armed. */
+export function deadmanDeadline(rule: AlertRule, s: AlertState): number | undefined {
+  const c = rule.condition;
+  if (c.type !== "deadman" || s.seenAt === undefined || s.status === "firing") return undefined;
+  return s.seenAt + durationToMs(c.after);
+}
+
+/**
+ * A gap in the sensor's own event times: fires, back-dated to lastSeen + after, when a reading at
+ * `streamTime` (that sensor's) comes `after` or more after the one before it.
+ */
 export function checkDeadman(
   rule: AlertRule,
   sensorId: string,

@@ -48,6 +48,8 @@ export interface FieldState {
   mean: number;
   variance: number;
   n: number;
+  /** Event time of the latest reading fed in (absent before the first, and in older checkpoints). */
+  lastTime?: number;
 }
 
 export interface Anomaly {
@@ -72,6 +74,25 @@ export function newFieldState(): FieldState {
     variance: 0,
     n: 0,
   };
+}
+
+/**
+ * Feeds a reading at event time `time` to the detectors of its sensor and field, in event-time
+ * order: only a reading later than every one the state already consumed is fed. One at or before
+ * that time (out of order, or a duplicate) returns undefined and leaves the state untouched: it is
+ * still stored, but it neither flags nor shifts the baseline, so a late value between two readings
+ * cannot make the delta detector flag the jump twice. Arrival order decides nothing else, so any
+ * batching of the same stream gives the same flags.
+ */
+export function detectInOrder(
+  state: FieldState,
+  time: number,
+  x: number,
+  config: DetectorConfig,
+): Anomaly[] | undefined {
+  if (state.lastTime !== undefined && time <= state.lastTime) return undefined;
+  state.lastTime = time;
+  return detect(state, x, config);
 }
 
 /** Runs every detector on `x`, updates `state` in place, and returns the anomalies it found. */

@@ -29,11 +29,13 @@ export interface WebhookPayload {
   rule_name: string;
   sensor_id: string;
   severity: string;
-  state: "firing" | "resolved";
+  state: Transition["state"];
   value: number;
   threshold: number;
   message: string;
   time: string;
+  /** Present when a rule change, not the condition, caused the transition. */
+  reason?: Transition["reason"];
 }
 
 interface Job {
@@ -55,6 +57,7 @@ export function payloadOf(t: Transition): WebhookPayload {
     threshold: t.threshold,
     message: t.message,
     time: new Date(t.time).toISOString(),
+    ...(t.reason === undefined ? {} : { reason: t.reason }),
   };
 }
 

@@ -11,14 +11,24 @@ import { type AlertRule, selects } from "../common/rules.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import {
   type AlertState,
+  applyRuleChange,
   checkDeadman,
+  checkDeadmanByClock,
+  deadmanDeadline,
   evaluateReading,
   newAlertState,
   type Transition,
 } from "./alerting.js";
-import { type Anomaly, type DetectorConfig, detect, type FieldState, newFieldState } from "./detectors.js";
+import {
+  type Anomaly,
+  type DetectorConfig,
+  detectInOrder,
+  type FieldState,
+  newFieldState,
+} from "./detectors.js";
 import type { TaggedLine } from "./influx-writer.js";
 import { pointLine } from "./line-protocol.js";
+import { TimerQueue } from "./timers.js";
 import {
   SENSOR_KEY,
   WINDOW_KEY,
@@ -39,10 +49,13 @@ export interface InputMessage {
   value: Buffer | null;
 }
 
-/** The enabled alert rules as of this batch; `version` changes whenever any rule does. */
+/** The alert rules as of this batch; `version` changes whenever any rule does. */
 export interface RuleSet {
   version: number;
+  /** The enabled rules: what readings are evaluated against. */
   rules: AlertRule[];
+  /** Rules that exist but are disabled (a rule in neither list was deleted). */
+  disabled?: AlertRule[];
 }
 
 export const NO_RULES: RuleSet = { version: 0, rules: [] };
@@ -103,6 +116,10 @@ export class PartitionTask {
   /** Alert state by rule id, then sensor id. */
   private readonly alerts = new Map<string, Map<string, AlertState>>();
   private rulesVersion = -1;
+  /** The rules last applied, by id. */
+  private ruleById = new Map<string, AlertRule>();
+  /** Wall-clock deadman deadlines by alert key; rebuilt from the alert states on a rule change. */
+  private readonly deadmen = new TimerQueue();
   private readonly dirty = new Set<string>();
 
   /** `partition` labels the rollup progress this task writes. */
@@ -121,8 +138,7 @@ export class PartitionTask {
       emitted++;
       this.emitWindow(w, out, source);
     };
-    this.windows.sweepIdle(now, emit);
-    if (rules.version !== this.rulesVersion) this.dropDeletedRules(rules);
+    if (rules.version !== this.rulesVersion) this.applyRules(rules, now, out, 0);
     for (let index = 0; index < messages.length; index++) {
       source = index;
       const parsed = parseReading((messages[index] as InputMessage).value, now, this.config.limits);
@@ -145,8 +161,9 @@ export class PartitionTask {
           state = newFieldState();
           this.detectors.set(key, state);
         }
+        const found = detectInOrder(state, time, fields[field] as number, this.config.detectors);
+        if (found === undefined) continue; // out of order for this sensor and field: stored only
         this.dirty.add(key);
-        const found = detect(state, fields[field] as number, this.config.detectors);
         if (found.length > 0) flagged[field] = found;
         for (const anomaly of found) {
           out.anomalies++;
@@ -168,19 +185,30 @@ export class PartitionTask {
       }
 
       if (time > this.maxEventTime) {
-        // Silence is judged on stream time, once per second of it: deterministic for any batching.
-        const second = Math.floor(time / 1000);
-        const advanced = second > Math.floor(this.maxEventTime / 1000);
         this.maxEventTime = time;
         this.dirty.add(META_KEY);
-        if (advanced) this.checkDeadmen(rules, out, index);
       }
       for (const rule of rules.rules) {
         const value = fields[rule.field];
         if (value === undefined || !selects(rule, sensorId, tags)) continue;
         const state = this.alertState(rule, sensorId);
-        const transition = evaluateReading(rule, sensorId, state, time, value, flagged[rule.field] ?? []);
+        if (rule.condition.type === "deadman" && (state.lastTime === undefined || time > state.lastTime)) {
+          // A gap in this sensor's own event times (backfill, or a silence the timer did not see).
+          const gap = checkDeadman(rule, sensorId, state, time);
+          if (gap) this.emit(gap, out, index);
+        }
+        const transition = evaluateReading(
+          rule,
+          sensorId,
+          state,
+          time,
+          value,
+          flagged[rule.field] ?? [],
+          now,
+        );
+        if (state.fired !== undefined) state.fired.tags = tags;
         if (transition) this.emit(transition, out, index);
+        if (rule.condition.type === "deadman") this.scheduleDeadman(rule, sensorId, state);
       }
 
       if (this.windows.isTooLate(sensorId, time)) {
@@ -191,6 +219,41 @@ export class PartitionTask {
     }
     if (out.readings > 0 || emitted > 0) this.emitProgress(out, Math.max(0, messages.length - 1), now);
     return out;
+  }
+
+  /**
+   * The named wall-clock timers, run by the worker between batches of the partition: sensors
+   * silent for the windows' idleMs get their open windows closed (rollups written, the finest tier
+   * published), deadman rules fire for sensors silent for their `after` since their last live
+   * reading, and a changed rule set is applied even when no reading arrives. These are the only
+   * decisions taken on the wall clock; their effect is in the changelog entries the worker commits
+   * with the outputs, so a restore resumes from the state as the tick left it and never repeats or
+   * undoes a firing.
+   */
+  tick(now: number, rules: RuleSet = NO_RULES): BatchOutput {
+    const out = emptyBatchOutput();
+    let emitted = 0;
+    if (rules.version !== this.rulesVersion) this.applyRules(rules, now, out, 0);
+    this.windows.sweepIdle(now, (w) => {
+      emitted++;
+      this.emitWindow(w, out, 0);
+    });
+    this.fireDeadmen(now, out);
+    if (emitted > 0) this.emitProgress(out, 0, now);
+    return out;
+  }
+
+  /** The earliest wall-clock time a tick has something to do (undefined: nothing scheduled). */
+  nextDeadline(): number | undefined {
+    const idle = this.windows.nextIdleDeadline();
+    const deadman = this.deadmen.next();
+    if (idle === undefined) return deadman;
+    return deadman === undefined ? idle : Math.min(idle, deadman);
+  }
+
+  /** True when the rule set differs from the one the state was last brought in line with. */
+  rulesChanged(rules: RuleSet): boolean {
+    return rules.version !== this.rulesVersion;
   }
 
   /** A window's rollup points (one per field, rewritten on every revision) and, for the finest tier, its Kafka message. */
@@ -274,36 +337,73 @@ export class PartitionTask {
       line: pointLine(
         MEASUREMENTS.alerts,
         { rule_id: t.rule.id, sensor_id: t.sensorId, severity: t.rule.severity, state: t.state },
-        { value: t.value, threshold: t.threshold, message: t.message, rule_name: t.rule.name },
+        {
+          value: t.value,
+          threshold: t.threshold,
+          message: t.message,
+          rule_name: t.rule.name,
+          ...(t.reason === undefined ? {} : { reason: t.reason }),
+        },
         t.time,
       ),
       source,
     });
   }
 
-  /** Deadman rules fire on silence, which only stream time moving on can reveal. */
-  private checkDeadmen(rules: RuleSet, out: BatchOutput, source: number): void {
-    for (const rule of rules.rules) {
-      if (rule.condition.type !== "deadman") continue;
-      for (const [sensorId, state] of this.alerts.get(rule.id) ?? []) {
-        const transition = checkDeadman(rule, sensorId, state, this.maxEventTime);
-        if (transition) {
-          this.dirty.add(`a${SEP}${rule.id}${SEP}${sensorId}`);
-          this.emit(transition, out, source);
-        }
-      }
+  private scheduleDeadman(rule: AlertRule, sensorId: string, state: AlertState): void {
+    const key = `${rule.id}${SEP}${sensorId}`;
+    const due = deadmanDeadline(rule, state);
+    if (due === undefined) this.deadmen.delete(key);
+    else this.deadmen.set(key, due);
+  }
+
+  /** The wall-clock deadman timer: sensors silent for a deadman rule's `after` since their last live reading. */
+  private fireDeadmen(now: number, out: BatchOutput): void {
+    for (const key of this.deadmen.due(now)) {
+      const [ruleId = "", sensorId = ""] = key.split(SEP);
+      const rule = this.ruleById.get(ruleId);
+      const state = this.alerts.get(ruleId)?.get(sensorId);
+      if (rule === undefined || state === undefined) continue;
+      const transition = checkDeadmanByClock(rule, sensorId, state, now);
+      if (transition) {
+        this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+        this.emit(transition, out, 0);
+      } else this.scheduleDeadman(rule, sensorId, state);
     }
   }
 
-  /** State of rules that were deleted or disabled is dropped (and tombstoned in the changelog). */
-  private dropDeletedRules(rules: RuleSet): void {
-    const live = new Set(rules.rules.map((r) => r.id));
+  /**
+   * Brings the alert state in line with a changed rule set: open alerts of deleted or disabled rules,
+   * or of rules re-targeted away from their sensor or field, are resolved (at `now`, the wall-clock
+   * time the change is applied, recorded with the state in the same transaction), severity changes
+   * are recorded, and state that no longer belongs to a rule is dropped (tombstoned).
+   */
+  private applyRules(rules: RuleSet, now: number, out: BatchOutput, source: number): void {
+    const enabled = new Map(rules.rules.map((r) => [r.id, r]));
+    const disabled = new Map((rules.disabled ?? []).map((r) => [r.id, r]));
     for (const [ruleId, byRule] of this.alerts) {
-      if (live.has(ruleId)) continue;
-      for (const sensorId of byRule.keys()) this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
-      this.alerts.delete(ruleId);
+      const rule = enabled.get(ruleId) ?? disabled.get(ruleId);
+      for (const [sensorId, state] of byRule) {
+        const change = applyRuleChange(ruleId, rule, disabled.has(ruleId), sensorId, state, now);
+        if (change.transition !== undefined) {
+          this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+          this.emit(change.transition, out, source);
+        }
+        if (change.drop) {
+          this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+          byRule.delete(sensorId);
+        }
+      }
+      if (byRule.size === 0) this.alerts.delete(ruleId);
     }
     this.rulesVersion = rules.version;
+    this.ruleById = enabled;
+    // Deadlines depend on the rules' `after`: rebuilt from the alert states (also after a restore).
+    for (const [ruleId, byRule] of this.alerts) {
+      const rule = enabled.get(ruleId);
+      if (rule?.condition.type !== "deadman") continue;
+      for (const [sensorId, state] of byRule) this.scheduleDeadman(rule, sensorId, state);
+    }
   }
 
   /** Drops the messages this state already includes; `offsets` are the messages' Kafka offsets. */

@@ -9,10 +9,12 @@
  * revision (same identity, corrected values). After that the window is dropped; a reading for it
  * is too late: stored raw, counted and routed aside, in no window. A fast or slow clock, or a
  * backlog, of one sensor moves only that sensor's windows. Closing is decided reading by reading
- * (and by the idle sweep, whose effect is in the changelog), never by where a batch ends.
+ * (and by the idle sweep, run only by the worker's timer tick, whose effect is in the changelog),
+ * never by where a batch ends.
  */
 import { type Aggregate, addReading, aggregateOf, meanOf } from "../common/aggregate.js";
 import { ROLLUP_TIERS } from "../common/rollups.js";
+import { TimerQueue } from "./timers.js";
 
 export interface WindowConfig {
   /** Window sizes kept, finest first: the rollup tiers. The finest is published to Kafka. */
@@ -148,6 +150,7 @@ export class WindowStore {
       this.clocks.set(sensorId, clock);
     }
     clock.seen = now;
+    this.idle.set(sensorId, now + this.config.idleMs);
     this.dirtySensors.add(sensorId);
     let mine = this.windows.get(sensorId);
     if (mine === undefined) {
@@ -228,17 +231,22 @@ export class WindowStore {
   /**
    * Sensors silent on the wall clock for idleMs have their open windows closed (and, after
    * idleMs + revisionMs, dropped), so a sensor that stops, or a partition that goes quiet, still
-   * gets its last windows out. Cost: one pass over the sensors, at most once a second.
+   * gets its last windows out. Driven by a timer queue of the sensors' deadlines: only the sensors
+   * due are visited, never every sensor. The caller (the worker's tick) records the effect in the
+   * changelog, so a replay after a restore starts from the windows as this closed them.
    */
-  private lastSweep = Number.NEGATIVE_INFINITY;
   sweepIdle(now: number, emit: (w: Window) => void): void {
-    if (now - this.lastSweep < 1000) return;
-    this.lastSweep = now;
+    this.rebuildIdleTimers();
     const { idleMs, revisionMs } = this.config;
-    for (const [sensorId, mine] of this.windows) {
-      const clock = this.clocks.get(sensorId) as SensorClock;
+    for (const sensorId of this.idle.due(now)) {
+      const mine = this.windows.get(sensorId);
+      const clock = this.clocks.get(sensorId);
+      if (mine === undefined || clock === undefined) continue;
       const silent = now - clock.seen;
-      if (silent < idleMs) continue;
+      if (silent < idleMs) {
+        this.idle.set(sensorId, clock.seen + idleMs);
+        continue;
+      }
       for (const [key, w] of mine) {
         if (w.emitted === 0) {
           w.emitted = 1;
@@ -248,6 +256,26 @@ export class WindowStore {
         if (silent >= idleMs + revisionMs) this.drop(sensorId, mine, key, w, clock);
       }
       if (mine.size === 0) this.windows.delete(sensorId);
+      else this.idle.set(sensorId, clock.seen + idleMs + revisionMs);
+    }
+  }
+
+  /** The earliest wall-clock time at which `sweepIdle` has something to do, if any. */
+  nextIdleDeadline(): number | undefined {
+    this.rebuildIdleTimers();
+    return this.idle.next();
+  }
+
+  private readonly idle = new TimerQueue();
+  /** Set by a restore: the deadlines are rebuilt from the sensor clocks before the next use. */
+  private idleStale = false;
+
+  private rebuildIdleTimers(): void {
+    if (!this.idleStale) return;
+    this.idleStale = false;
+    for (const sensorId of this.windows.keys()) {
+      const clock = this.clocks.get(sensorId);
+      if (clock !== undefined) this.idle.set(sensorId, clock.seen + this.config.idleMs);
     }
   }
 
@@ -289,6 +317,7 @@ export class WindowStore {
 
   /** Applies one changelog record (its full key) while rebuilding the state. */
   restore(key: string, value: string | null): void {
+    this.idleStale = true;
     if (key.startsWith(SENSOR_KEY)) {
       const sensorId = key.slice(SENSOR_KEY.length);
       if (value === null) this.clocks.delete(sensorId);

@@ -49,6 +49,7 @@ import { payloadOf, WebhookNotifier } from "./notifier.js";
 import { deadLetterMessage, lateMessage, uniqueBySource } from "./outputs.js";
 import type { BatchOutput, PartitionTask, RuleSet, TaskConfig } from "./partition-task.js";
 import { restorePartitions } from "./restore.js";
+import { isRetriableStartupError, startupBackoffMs } from "./startup.js";
 import { type TopicMessages, TransactionalProducers } from "./transactions.js";
 
 export interface WorkerOptions {
@@ -69,6 +70,13 @@ export interface WorkerOptions {
 }
 
 const READINGS_PREFIX = `${escapeMeasurement(MEASUREMENTS.readings)},`;
+/** How often owned partitions are checked for due wall-clock timers and rule changes. */
+const TICK_INTERVAL_MS = 250;
+/**
+ * After a restore, or a batch that left the partition behind its end, silence is not silence yet:
+ * the partition's timers wait this long for the next batch (longer than a fetch's 1 s wait).
+ */
+const SETTLE_MS = 2_500;
 /** Backoff between consumer rebuilds after failures kafkajs does not recover from. */
 const REBUILD_BACKOFF_MS = { initial: 500, max: 30_000 };
 
@@ -115,6 +123,14 @@ export class IngestWorker {
   private consuming = false;
   private rebuildTimer: NodeJS.Timeout | undefined;
   private rebuildDelayMs = REBUILD_BACKOFF_MS.initial;
+  private tickTimer: NodeJS.Timeout | undefined;
+  /** Partitions with a batch or a tick in flight: never both at once. */
+  private readonly busy = new Set<number>();
+  private readonly ticks = new Map<number, Promise<void>>();
+  /** Restored tasks by their promise in `tasks`, for the tick (which never waits for a restore). */
+  private readonly restored = new WeakMap<Promise<PartitionTask>, PartitionTask>();
+  /** Wall-clock time before which a partition's timers do not fire (see SETTLE_MS). */
+  private readonly settleUntil = new Map<number, number>();
   /** Largest dead-letter or late message the broker takes (the topics' max.message.bytes). */
   private forwardLimit = 1024 * 1024;
 
@@ -162,20 +178,33 @@ export class IngestWorker {
         "could not check or create the raw and rollup buckets; writes fail until they exist",
       ),
     );
-    await withAdmin(this.kafka, async (admin) => {
-      await ensureTopics(admin, this.options.kafka);
-      await ensureChangelogTopic(admin, this.options.kafka, this.options.groupId);
-      this.forwardLimit = await maxMessageBytes(admin, [this.topics.dlq, this.topics.late]);
-    });
+    // Topics just created can be unknown to the broker's metadata for a moment: retried briefly.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await withAdmin(this.kafka, async (admin) => {
+          await ensureTopics(admin, this.options.kafka);
+          await ensureChangelogTopic(admin, this.options.kafka, this.options.groupId);
+          this.forwardLimit = await maxMessageBytes(admin, [this.topics.dlq, this.topics.late]);
+        });
+        break;
+      } catch (err) {
+        if (attempt >= 5 || !isRetriableStartupError(err)) throw err;
+        await new Promise((r) => setTimeout(r, startupBackoffMs(attempt)));
+      }
+    }
     // Rules first: no batch may be evaluated against a partial rule set.
     await this.rules.start();
     this.running = true;
     await this.startConsumer();
+    this.tickTimer = setInterval(() => this.tickAll(), TICK_INTERVAL_MS);
+    this.tickTimer.unref();
   }
 
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.rebuildTimer);
+    clearInterval(this.tickTimer);
+    await Promise.all([...this.ticks.values()]);
     // disconnect() waits for the batch in flight to finish (and commit) before leaving the group.
     await this.consumer?.disconnect();
     this.setConsuming(false);
@@ -212,6 +241,9 @@ export class IngestWorker {
       this.rebuildDelayMs = REBUILD_BACKOFF_MS.initial;
       this.setConsuming(true);
       this.options.logger.info({ partitions: [...assigned] }, "joined consumer group");
+      // Restored now, not at their first batch: a partition with no new data still has timers due.
+      const first = [...assigned][0];
+      if (first !== undefined) this.taskFor(first).catch(() => {});
     });
     consumer.on(consumer.events.CRASH, (event) => {
       if (this.consumer !== consumer) return;
@@ -235,7 +267,8 @@ export class IngestWorker {
       // Each partition has its own task, state and transactional producer, so partitions can be
       // processed side by side: one's CPU work overlaps another's InfluxDB write.
       partitionsConsumedConcurrently: this.options.partitionConcurrency ?? 1,
-      eachBatch: (payload) => this.handleBatch(consumer, payload),
+      eachBatch: (payload) =>
+        this.serialised(payload.batch.partition, () => this.handleBatch(consumer, payload)),
     });
   }
 
@@ -272,16 +305,107 @@ export class IngestWorker {
     this.options.metrics?.setConsuming(consuming);
   }
 
-  /** The enabled rules, rebuilt only when the alert-rules table changed. Sorted for a stable order. */
+  /**
+   * The enabled rules (and the disabled ones, whose open alerts are resolved), rebuilt only when
+   * the alert-rules table changed. Sorted for a stable order.
+   */
   private currentRules(): RuleSet {
     if (this.ruleSet.version !== this.rules.version) {
-      const rules = this.rules
-        .values()
-        .filter((r) => r.enabled !== false)
-        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      this.ruleSet = { version: this.rules.version, rules };
+      const all = this.rules.values().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      this.ruleSet = {
+        version: this.rules.version,
+        rules: all.filter((r) => r.enabled !== false),
+        disabled: all.filter((r) => r.enabled === false),
+      };
     }
     return this.ruleSet;
+  }
+
+  /** Runs a batch of `partition` once no tick of it is in flight, and keeps ticks out meanwhile. */
+  private async serialised(partition: number, work: () => Promise<void>): Promise<void> {
+    for (let tick = this.ticks.get(partition); tick !== undefined; tick = this.ticks.get(partition))
+      await tick;
+    this.busy.add(partition);
+    try {
+      await work();
+    } finally {
+      this.busy.delete(partition);
+    }
+  }
+
+  /**
+   * The worker's timer: every owned, settled partition whose task has a wall-clock deadline due
+   * (idle windows) or has not yet seen the current rule set gets a tick, committed like a batch:
+   * InfluxDB write, then one Kafka transaction with the outputs and the changelog (no offsets).
+   */
+  private tickAll(): void {
+    const consumer = this.consumer;
+    if (!this.running || !this.consuming || consumer === undefined) return;
+    const now = Date.now();
+    const rules = this.currentRules();
+    for (const [partition, pending] of this.tasks) {
+      const task = this.restored.get(pending);
+      if (task === undefined || this.busy.has(partition) || !this.assigned.has(partition)) continue;
+      if ((this.settleUntil.get(partition) ?? 0) > now) continue;
+      const due = task.nextDeadline();
+      if (!task.rulesChanged(rules) && (due === undefined || due > now)) continue;
+      this.busy.add(partition);
+      const run = this.runTick(consumer, partition, pending, task, now, rules).finally(() => {
+        this.busy.delete(partition);
+        this.ticks.delete(partition);
+      });
+      this.ticks.set(partition, run);
+    }
+  }
+
+  private async runTick(
+    consumer: Consumer,
+    partition: number,
+    pending: Promise<PartitionTask>,
+    task: PartitionTask,
+    now: number,
+    rules: RuleSet,
+  ): Promise<void> {
+    const owned = () =>
+      this.consumer === consumer &&
+      this.running &&
+      this.assigned.has(partition) &&
+      this.tasks.get(partition) === pending;
+    const out = task.tick(now, rules);
+    // From here the state may be ahead of what Kafka holds: any way out but a commit drops it.
+    try {
+      const outputs = this.outputs(partition, [], out, task);
+      if (out.lines.length === 0 && outputs.every((o) => o.messages.length === 0)) return;
+      const rejected = await this.writer.write(out.lines, {
+        heartbeat: async () => {},
+        shouldContinue: owned,
+        onRetry: (attempt, delayMs, _error, failure) => {
+          this.options.metrics?.writeRetries.inc();
+          this.options.logger.warn(
+            { attempt, delayMs, error: failure.message, partition },
+            "InfluxDB write of a timer tick failed; retrying",
+          );
+        },
+      });
+      for (const line of rejected) {
+        this.options.logger.error(
+          { partition, line: line.line, status: line.status },
+          "InfluxDB refused a line of a timer tick",
+        );
+      }
+      if (!owned()) {
+        this.tasks.delete(partition);
+        return;
+      }
+      await this.producers.commit(partition, outputs);
+      this.notifier.notify(out.transitions);
+    } catch (err) {
+      this.tasks.delete(partition);
+      this.options.logger.warn(
+        { partition, error: (err as Error).message },
+        "timer tick not committed; the partition's state is restored again",
+      );
+    }
   }
 
   private async handleBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
@@ -369,6 +493,8 @@ export class IngestWorker {
       });
       resolveOffset(batch.lastOffset());
       this.notifier.notify(out.transitions);
+      const lag = Number(BigInt(batch.highWatermark) - BigInt(nextOffset));
+      this.settleUntil.set(partition, lag > 0 ? Date.now() + SETTLE_MS : 0);
       const rejectedReadings = new Set(
         rejected.filter((l) => l.line.startsWith(READINGS_PREFIX)).map((l) => l.source),
       ).size;
@@ -381,7 +507,7 @@ export class IngestWorker {
         late: out.late.length,
         windows: out.windows.length,
         writeMs,
-        lag: Number(BigInt(batch.highWatermark) - BigInt(nextOffset)),
+        lag,
       });
     } catch (err) {
       this.tasks.delete(partition);
@@ -438,6 +564,13 @@ export class IngestWorker {
     for (const p of missing) {
       const task = restored.then((tasks) => tasks.get(p) as PartitionTask);
       this.tasks.set(p, task);
+      task.then(
+        (t) => {
+          this.restored.set(task, t);
+          this.settleUntil.set(p, Date.now() + SETTLE_MS);
+        },
+        () => {},
+      );
       task.catch(() => {
         if (this.tasks.get(p) === task) this.tasks.delete(p);
       });

@@ -47,7 +47,7 @@ const BAD: { key: string; value: string | Buffer | null; reason: string }[] = [
   {
     key: "sensor_b",
     value: `{"sensor_id":"sensor_b","temperature":1,"timestamp":${Date.now() + 3_600_000}}`,
-    reason: "timestamp_out_of_range",
+    reason: "future_timestamp",
   },
   { key: "sensor_a", value: `{"sensor_id":"sensor_a","timestamp":${T0}}`, reason: "no_fields" },
   {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { addReading, aggregateOf } from "../../common/aggregate.js";
 import type { AlertRule } from "../../common/rules.js";
 import {
   type AlertState,
@@ -115,5 +116,85 @@ describe("alert state machine", () => {
     evaluateReading(window, "s1", s, 1000, 10, []);
     expect(s.prevValue).toBeUndefined();
     expect(s.window).toMatchObject({ start: 1000, count: 1 });
+  });
+});
+
+describe("event-time order per rule and sensor", () => {
+  /** Runs [second, value] readings in arrival order; returns "state@second" per transition. */
+  function arrivals(r: AlertRule, readings: [number, number][]): string[] {
+    const s = newAlertState(r);
+    return readings.flatMap(([second, v]) => {
+      const t = evaluateReading(r, "s1", s, second * 1000, v, []);
+      return t ? [`${t.state}@${t.time / 1000}`] : [];
+    });
+  }
+
+  it("a reading older than the latest one evaluated does not move a threshold alert", () => {
+    expect(
+      arrivals(rule({}), [
+        [1, 20],
+        [3, 30],
+        [2, 20],
+        [4, 30],
+        [5, 20],
+      ]),
+    ).toEqual(["firing@3", "resolved@5"]);
+  });
+
+  it("a reading at the same event time as the latest one evaluated is not evaluated again", () => {
+    expect(
+      arrivals(rule({}), [
+        [1, 30],
+        [1, 20],
+        [2, 30],
+      ]),
+    ).toEqual(["firing@1"]);
+  });
+
+  it("an out-of-order reading does not make a rate-of-change alert fire twice", () => {
+    const r = rule({ condition: { type: "rate_of_change", per: "1s", op: "above", value: 5 } });
+    expect(
+      arrivals(r, [
+        [1, 0],
+        [2, 10],
+        [3, 11],
+        [0, -40],
+        [4, 12],
+        [5, 30],
+      ]),
+    ).toEqual(["firing@2", "resolved@3", "firing@5"]);
+  });
+
+  it("a window rule counts a reading of the window it is accumulating, in any order", () => {
+    const r = rule({ condition: { type: "window", fn: "count", window: "10s", op: "above", value: 2 } });
+    expect(
+      arrivals(r, [
+        [1, 0],
+        [5, 0],
+        [3, 0],
+        [11, 0],
+        [4, 0],
+        [21, 0],
+      ]),
+    ).toEqual(["firing@10", "resolved@20"]);
+  });
+});
+
+describe("window conditions on the one aggregate type", () => {
+  it("accumulate the open window as an Aggregate, as windows and rollups do", () => {
+    const r = rule({ condition: { type: "window", fn: "mean", window: "10s", op: "above", value: 25 } });
+    const s = newAlertState(r);
+    evaluateReading(r, "s1", s, 11_000, 30, []);
+    evaluateReading(r, "s1", s, 13_000, 20, []);
+    const expected = aggregateOf(30, 11_000);
+    addReading(expected, 20, 13_000);
+    expect(s.window).toEqual({ start: 10_000, ...expected });
+  });
+
+  it("a window state checkpointed in the older shape (count, sum, min, max) still judges its window", () => {
+    const r = rule({ condition: { type: "window", fn: "mean", window: "10s", op: "above", value: 25 } });
+    const s = newAlertState(r);
+    (s as { window?: unknown }).window = { start: 10_000, count: 2, sum: 60, min: 29, max: 31 };
+    expect(evaluateReading(r, "s1", s, 20_000, 0, [])).toMatchObject({ state: "firing", value: 30 });
   });
 });

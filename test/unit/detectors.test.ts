@@ -6,6 +6,7 @@ import {
   type DetectorConfig,
   type DetectorName,
   detect,
+  detectInOrder,
   type FieldState,
   newFieldState,
 } from "../../ingest/detectors.js";
@@ -288,5 +289,42 @@ describe("a tiny spread next to a large value", () => {
     ] as const) {
       expect(run(noisy(200, level, amplitude, 17), DEFAULT_DETECTORS).flat()).toEqual([]);
     }
+  });
+});
+
+describe("event-time order per sensor and field", () => {
+  it("feeds a reading only when it is later than every reading the state consumed", () => {
+    const state = newFieldState();
+    expect(detectInOrder(state, 1_000, 20, DEFAULT_DETECTORS)).toEqual([]);
+    const before = JSON.stringify(state);
+    expect(detectInOrder(state, 1_000, 40, DEFAULT_DETECTORS)).toBeUndefined();
+    expect(detectInOrder(state, 500, 40, DEFAULT_DETECTORS)).toBeUndefined();
+    expect(JSON.stringify(state)).toBe(before);
+    expect(detectInOrder(state, 2_000, 21, DEFAULT_DETECTORS)).toEqual([]);
+    expect(state.n).toBe(2);
+  });
+
+  it("an out-of-order reading between two readings does not make the delta detector flag twice", () => {
+    const state = newFieldState();
+    const delta = only("delta");
+    const flags = [
+      [1_000, 20],
+      [3_000, 30],
+      [2_000, 21],
+      [4_000, 31],
+    ].map(([time, x]) => detectInOrder(state, time as number, x as number, delta));
+    expect(flags.map((f) => (f === undefined ? "late" : f.map((a) => a.detector).join()))).toEqual([
+      "",
+      "delta",
+      "late",
+      "",
+    ]);
+  });
+
+  it("a state checkpointed before event times were kept takes the next reading", () => {
+    const state = newFieldState();
+    detect(state, 20, DEFAULT_DETECTORS);
+    const restored = JSON.parse(JSON.stringify(state)) as FieldState;
+    expect(detectInOrder(restored, 0, 21, DEFAULT_DETECTORS)).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_LIMITS } from "../../common/reading.js";
+import type { AlertRule } from "../../common/rules.js";
 import {
   type BatchOutput,
   type ChangelogEntry,
@@ -127,6 +128,21 @@ const streamArb = fc
   });
 
 const cutsArb = fc.array(fc.nat(), { maxLength: 8 });
+
+function hotRule(overrides: Partial<AlertRule> = {}): AlertRule {
+  return {
+    id: "hot",
+    name: "hot",
+    version: 1,
+    created_at: "2026-01-01T00:00:00Z",
+    updated_at: "2026-01-01T00:00:00Z",
+    sensors: { type: "all" },
+    field: "temperature",
+    severity: "warning",
+    condition: { type: "threshold", op: "above", value: 25 },
+    ...overrides,
+  };
+}
 
 describe("PartitionTask", () => {
   it("writes a readings line per reading and dead-letters the rest with their message index", () => {
@@ -326,6 +342,274 @@ describe("PartitionTask", () => {
     const rebuilt = new PartitionTask(CONFIG);
     for (const entry of [...first, ...second]) rebuilt.restore(entry.key, entry.value);
     expect(rebuilt.stateSize).toEqual({ detectors: 1, windows: 2 });
+  });
+
+  it("stores an out-of-order reading but feeds it to no detector or rule, so nothing flags twice", () => {
+    const task = new PartitionTask(CONFIG);
+    const rules = {
+      version: 1,
+      rules: [
+        {
+          id: "hot",
+          name: "hot",
+          version: 1,
+          created_at: "2026-01-01T00:00:00Z",
+          updated_at: "2026-01-01T00:00:00Z",
+          sensors: { type: "all" as const },
+          field: "temperature",
+          severity: "warning" as const,
+          condition: { type: "threshold" as const, op: "above" as const, value: 25 },
+        },
+      ],
+    };
+    const out = task.process(
+      [
+        message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE + 1_000 }),
+        message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE + 3_000 }),
+        message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE + 2_000 }),
+        message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE + 4_000 }),
+      ],
+      NOW,
+      rules,
+    );
+    expect(out.readings).toBe(4);
+    expect(out.lines.filter((l) => l.line.startsWith("readings,")).map((l) => l.source)).toEqual([
+      0, 1, 2, 3,
+    ]);
+    // Only the jump 20 → 30 in event time is a delta anomaly; 30 → 20 (late) → 30 is not.
+    expect(
+      out.lines.filter((l) => l.line.startsWith("anomalies,detector=delta")).map((l) => l.source),
+    ).toEqual([1]);
+    expect(out.transitions.map((t) => `${t.state}@${t.time - MINUTE}`)).toEqual(["firing@3000"]);
+  });
+
+  describe("a rule change ends or updates the alerts it has open", () => {
+    const CHANGED_AT = NOW + 60_000;
+    /** A task whose rule `hot` fires for s1 (and is pending for nobody else). */
+    function firing(): PartitionTask {
+      const task = new PartitionTask(CONFIG);
+      const out = task.process(
+        [message({ sensor_id: "s1", temperature: 30, site: "north", timestamp: MINUTE })],
+        NOW,
+        { version: 1, rules: [hotRule()] },
+      );
+      expect(out.transitions.map((t) => t.state)).toEqual(["firing"]);
+      task.takeChangelog();
+      return task;
+    }
+    const alertLines = (out: BatchOutput) => out.lines.filter((l) => l.line.startsWith("alerts,"));
+
+    it("deleting the rule resolves its firing alert, saying so, and drops its state", () => {
+      const task = firing();
+      const out = task.process([], CHANGED_AT, { version: 2, rules: [] });
+      expect(out.transitions).toHaveLength(1);
+      expect(out.transitions[0]).toMatchObject({
+        state: "resolved",
+        reason: "rule_deleted",
+        sensorId: "s1",
+        time: CHANGED_AT,
+      });
+      expect(out.transitions[0]?.message).toContain("rule deleted");
+      expect(alertLines(out)).toHaveLength(1);
+      expect(alertLines(out)[0]?.line).toMatch(
+        /^alerts,rule_id=hot,sensor_id=s1,severity=warning,state=resolved .*reason="rule_deleted"/,
+      );
+      expect(task.takeChangelog().filter((e) => e.key.startsWith("a\u001f"))).toEqual([
+        { key: "a\u001fhot\u001fs1", value: null },
+      ]);
+    });
+
+    it("disabling the rule resolves its firing alert as disabled", () => {
+      const task = firing();
+      const out = task.process([], CHANGED_AT, {
+        version: 2,
+        rules: [],
+        disabled: [hotRule({ enabled: false, version: 2 })],
+      });
+      expect(out.transitions.map((t) => [t.state, t.reason])).toEqual([["resolved", "rule_disabled"]]);
+      expect(out.transitions[0]?.message).toContain("rule disabled");
+    });
+
+    it("re-targeting the rule away from the sensor or the field resolves its alert as retargeted", () => {
+      for (const change of [
+        { sensors: { type: "ids" as const, ids: ["s2"] } },
+        { sensors: { type: "tags" as const, tags: { site: "south" } } },
+        { field: "humidity" },
+      ]) {
+        const task = firing();
+        const out = task.process([], CHANGED_AT, { version: 2, rules: [hotRule({ ...change, version: 2 })] });
+        expect(
+          out.transitions.map((t) => [t.state, t.reason]),
+          JSON.stringify(change),
+        ).toEqual([["resolved", "rule_retargeted"]]);
+        expect(out.transitions[0]?.message).toContain("rule retargeted");
+      }
+      // Still selected (its tags match): nothing happens.
+      const kept = firing();
+      const out = kept.process([], CHANGED_AT, {
+        version: 2,
+        rules: [hotRule({ sensors: { type: "tags", tags: { site: "north" } }, version: 2 })],
+      });
+      expect(out.transitions).toEqual([]);
+    });
+
+    it("a severity change mid-episode is one severity_changed record, not a second firing; the end carries the new severity", () => {
+      const task = firing();
+      const critical = { version: 2, rules: [hotRule({ severity: "critical", version: 2 })] };
+      const changed = task.process([], CHANGED_AT, critical);
+      expect(changed.transitions.map((t) => [t.state, t.rule.severity, t.reason])).toEqual([
+        ["severity_changed", "critical", "severity_changed"],
+      ]);
+      expect(changed.transitions[0]?.message).toContain("warning → critical");
+      expect(alertLines(changed)[0]?.line).toMatch(
+        /^alerts,rule_id=hot,sensor_id=s1,severity=critical,state=severity_changed /,
+      );
+      const later = task.process(
+        [
+          message({ sensor_id: "s1", temperature: 31, site: "north", timestamp: MINUTE + 1_000 }),
+          message({ sensor_id: "s1", temperature: 20, site: "north", timestamp: MINUTE + 2_000 }),
+        ],
+        CHANGED_AT,
+        critical,
+      );
+      expect(later.transitions.map((t) => [t.state, t.rule.severity])).toEqual([["resolved", "critical"]]);
+    });
+
+    it("the memory of what an alert fired under survives a restore from the changelog", () => {
+      const task = new PartitionTask(CONFIG);
+      task.process([message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE })], NOW, {
+        version: 1,
+        rules: [hotRule()],
+      });
+      const rebuilt = new PartitionTask(CONFIG);
+      for (const e of task.takeChangelog()) rebuilt.restore(e.key, e.value);
+      const out = rebuilt.process([], CHANGED_AT, {
+        version: 2,
+        rules: [hotRule({ severity: "info", version: 2 })],
+      });
+      expect(out.transitions.map((t) => t.state)).toEqual(["severity_changed"]);
+    });
+  });
+
+  describe("the wall-clock tick", () => {
+    const IDLE: TaskConfig = { ...CONFIG, windows: { ...CONFIG.windows, idleMs: 5_000 } };
+    const s1 = message({ sensor_id: "s1", temperature: 20, timestamp: MINUTE + 1_000 });
+
+    it("closes a silent sensor's windows once idleMs of wall clock passed; a batch alone never does", () => {
+      const task = new PartitionTask(IDLE);
+      expect(task.process([s1], NOW).windows).toEqual([]);
+      // Another sensor's batch well after s1's deadline closes nothing of s1's.
+      const other = task.process(
+        [message({ sensor_id: "s2", temperature: 1, timestamp: MINUTE })],
+        NOW + 10_000,
+      );
+      expect(other.windows).toEqual([]);
+      expect(task.nextDeadline()).toBe(NOW + 5_000);
+      expect(task.tick(NOW + 4_999).windows).toEqual([]);
+      const ticked = task.tick(NOW + 5_000);
+      expect(ticked.windows.map((w) => [w.sensor_id, w.window_start, w.count])).toEqual([["s1", MINUTE, 1]]);
+      const rollups = ticked.lines.filter((l) => l.line.startsWith("rollup,")).map((l) => l.bucket);
+      expect(rollups).toEqual(["1m", "1h"]);
+      // Next: s1's closed windows are dropped once idleMs + revisionMs passed (before s2's idle close).
+      expect(task.nextDeadline()).toBe(NOW + 5_000 + 8_000);
+    });
+
+    it("a tick is recorded in the changelog: a task restored after it neither closes again nor differs later", () => {
+      const task = new PartitionTask(IDLE);
+      const log: ChangelogEntry[] = [];
+      task.process([s1], NOW);
+      log.push(...task.takeChangelog());
+      expect(task.tick(NOW + 5_000).windows).toHaveLength(1);
+      log.push(...task.takeChangelog());
+      const restored = new PartitionTask(IDLE);
+      for (const e of log) restored.restore(e.key, e.value);
+      expect(restored.tick(NOW + 5_000).windows).toEqual([]);
+      const late = [message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE + 2_000 })];
+      expect(normalised(restored.process(late, NOW + 6_000))).toEqual(
+        normalised(task.process(late, NOW + 6_000)),
+      );
+    });
+
+    it("with nothing due, a tick changes no state and writes nothing", () => {
+      const task = new PartitionTask(IDLE);
+      task.process([s1], NOW);
+      task.takeChangelog();
+      const out = task.tick(NOW + 1_000);
+      expect(out.lines).toEqual([]);
+      expect(task.takeChangelog()).toEqual([]);
+    });
+  });
+
+  describe("deadman on wall-clock silence", () => {
+    const LIVE = NOW; // readings stamped at the worker's clock: live data
+    const deadman = {
+      version: 1,
+      rules: [hotRule({ id: "dead", name: "dead", condition: { type: "deadman", after: "10s" } })],
+    };
+    const at = (sensor: string, t: number) => message({ sensor_id: sensor, temperature: 20, timestamp: t });
+    const states = (out: BatchOutput) =>
+      out.transitions.map((t) => `${t.sensorId}:${t.state}@${t.time - LIVE}`);
+
+    it("fires after `after` of wall-clock silence, once, and resolves on the next reading", () => {
+      const task = new PartitionTask(CONFIG);
+      task.process([at("s1", LIVE)], NOW, deadman);
+      expect(task.nextDeadline()).toBe(NOW + 10_000);
+      expect(states(task.tick(NOW + 9_999, deadman))).toEqual([]);
+      expect(states(task.tick(NOW + 10_000, deadman))).toEqual(["s1:firing@10000"]);
+      expect(states(task.tick(NOW + 60_000, deadman))).toEqual([]);
+      expect(states(task.process([at("s1", LIVE + 61_000)], NOW + 61_000, deadman))).toEqual([
+        "s1:resolved@61000",
+      ]);
+    });
+
+    it("other sensors moving on does not make a sensor dead (no partition stream time)", () => {
+      const task = new PartitionTask(CONFIG);
+      task.process([at("s1", LIVE), at("s2", LIVE)], NOW, deadman);
+      const s2 = [9_000, 18_000, 27_000].map((t) => at("s2", LIVE + t));
+      const out = task.process([...s2, at("s1", LIVE + 5_000)], NOW + 5_000, deadman);
+      expect(states(out)).toEqual([]);
+    });
+
+    it("does not flap: a late reading neither resolves nor re-arms it, a burst resolves it once", () => {
+      const task = new PartitionTask(CONFIG);
+      task.process([at("s1", LIVE)], NOW, deadman);
+      expect(states(task.tick(NOW + 10_000, deadman))).toEqual(["s1:firing@10000"]);
+      // Out of order (older than what was seen): stored, not a sign of life.
+      expect(states(task.process([at("s1", LIVE - 5_000)], NOW + 20_000, deadman))).toEqual([]);
+      expect(states(task.tick(NOW + 40_000, deadman))).toEqual([]);
+      const burst = [1, 2, 3, 4, 5].map((i) => at("s1", LIVE + 40_000 + i));
+      expect(states(task.process(burst, NOW + 40_010, deadman))).toEqual(["s1:resolved@40001"]);
+      expect(states(task.tick(NOW + 45_000, deadman))).toEqual([]);
+      expect(states(task.tick(NOW + 50_010, deadman))).toEqual(["s1:firing@50010"]);
+    });
+
+    it("a gap in a sensor's own event times is one back-dated episode; backfill arms no wall-clock timer", () => {
+      const task = new PartitionTask(CONFIG);
+      const old = MINUTE; // a day before NOW: backfill
+      task.process([at("s1", old)], NOW, deadman);
+      // Only the windows' idle close is scheduled.
+      expect(task.nextDeadline()).toBe(NOW + CONFIG.windows.idleMs);
+      const out = task.process([at("s1", old + 30_000)], NOW, deadman);
+      expect(out.transitions.map((t) => `${t.state}@${t.time - old}`)).toEqual([
+        "firing@10000",
+        "resolved@30000",
+      ]);
+    });
+
+    it("a firing recorded by a tick is in the changelog: a restored task does not fire it again", () => {
+      const task = new PartitionTask(CONFIG);
+      const log: ChangelogEntry[] = [];
+      task.process([at("s1", LIVE)], NOW, deadman);
+      log.push(...task.takeChangelog());
+      expect(states(task.tick(NOW + 10_000, deadman))).toEqual(["s1:firing@10000"]);
+      log.push(...task.takeChangelog());
+      const restored = new PartitionTask(CONFIG);
+      for (const e of log) restored.restore(e.key, e.value);
+      expect(states(restored.tick(NOW + 20_000, deadman))).toEqual([]);
+      expect(states(restored.process([at("s1", LIVE + 21_000)], NOW + 21_000, deadman))).toEqual([
+        "s1:resolved@21000",
+      ]);
+    });
   });
 
   it("a batch of only dead letters changes no state", () => {

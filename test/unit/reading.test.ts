@@ -156,9 +156,9 @@ describe("parseReading: every dead-letter reason", () => {
     [
       "1 ms past the future bound",
       { ...base, timestamp: NOW + DEFAULT_LIMITS.maxFutureMs + 1 },
-      "timestamp_out_of_range",
+      "future_timestamp",
     ],
-    ["year 9999", { ...base, timestamp: "9999-01-01T00:00:00Z" }, "timestamp_out_of_range"],
+    ["year 9999", { ...base, timestamp: "9999-01-01T00:00:00Z" }, "future_timestamp"],
     ["no fields at all", { sensor_id: "s", timestamp: SEED_TIME }, "no_fields"],
     ["only tags", { sensor_id: "s", timestamp: SEED_TIME, site: "north" }, "no_fields"],
     ["a key with a dash", { ...base, "air-temp": 1 }, "invalid_key"],
@@ -245,6 +245,16 @@ describe("parseReading: every dead-letter reason", () => {
     ]) {
       expect(reading(parseObject({ ...base, sensor_id: id })).sensorId, id).toBe(id);
     }
+  });
+
+  it("a timestamp exactly at the future bound is accepted; the detail of one past it names the bound", () => {
+    expect(reading(parseObject({ ...base, timestamp: NOW + DEFAULT_LIMITS.maxFutureMs })).time).toBe(
+      NOW + DEFAULT_LIMITS.maxFutureMs,
+    );
+    const ahead = parseObject({ ...base, timestamp: NOW + 3_600_000 });
+    expect(ahead.ok ? "" : ahead.reason).toBe("future_timestamp");
+    expect(ahead.ok ? "" : ahead.detail).toContain("3600 s ahead of the worker's clock");
+    expect(ahead.ok ? "" : ahead.detail).toContain("READING_MAX_FUTURE_MS");
   });
 
   it("the detail names the offending key or value", () => {
