@@ -65,6 +65,37 @@ export class FluxRunner {
     return out;
   }
 
+  /**
+   * Several queries in one Flux script, each ending in its own `yield`: one request, one compile,
+   * and InfluxDB runs the branches side by side (each still pushed down on its own). The named
+   * columns of each query's rows, in the order of `queries`.
+   */
+  async columnsOfEach(
+    name: string,
+    queries: readonly string[],
+    columns: string[],
+  ): Promise<(string | undefined)[][][]> {
+    const out: (string | undefined)[][][] = queries.map(() => []);
+    if (queries.length === 0) return out;
+    const script = queries.map((q, i) => `${q}\n  |> yield(name: "${i}")`).join("\n\n");
+    let meta: FluxTableMetaData | undefined;
+    let index: number[] = [];
+    let result = -1;
+    await this.run(name, script, (values, tableMeta) => {
+      if (tableMeta !== meta) {
+        meta = tableMeta;
+        index = columns.map((c) => tableMeta.columns.findIndex((col) => col.label === c));
+        result = tableMeta.columns.findIndex((col) => col.label === "result");
+      }
+      // A result's name is usually only in its table's #default annotation, not in each row.
+      const label = values[result] || tableMeta.columns[result]?.defaultValue;
+      const rows = label ? out[Number(label)] : undefined;
+      if (rows === undefined) throw new Error(`${name}: a row of unknown result ${label}`);
+      rows.push(index.map((i) => (i < 0 ? undefined : values[i])));
+    });
+    return out;
+  }
+
   /** Streams the answer's rows to `row`, within the time budget; failures classified. */
   private async run(
     name: string,

@@ -60,6 +60,7 @@ const SYSTEM = new Set(["result", "table", "_start", "_stop", "_time", "_value",
 
 export class ReadPath {
   private progress: { at: number; closedThrough: Map<string, number> } | undefined;
+  private progressRead: Promise<void> | undefined;
   private retention = new Map<string, number>();
 
   constructor(
@@ -130,10 +131,10 @@ export class ReadPath {
 
   /** Every rollup tier with how far it is written and how far back it is kept. */
   async tierStates(now = Date.now()): Promise<TierState[]> {
-    if (this.progress === undefined || now - this.progress.at > PROGRESS_TTL_MS) {
-      this.progress = { at: now, closedThrough: await this.closedThrough() };
-    }
-    const closed = this.progress.closedThrough;
+    const age = this.progress === undefined ? Number.POSITIVE_INFINITY : now - this.progress.at;
+    if (age > PROGRESS_TTL_MS) await this.refreshProgress(now);
+    else if (age > PROGRESS_TTL_MS / 2) void this.refreshProgress(now).catch(() => {});
+    const closed = (this.progress as { closedThrough: Map<string, number> }).closedThrough;
     return ROLLUP_TIERS.map((t) => {
       const keep = this.retention.get(this.influx.rollupBuckets[t.name]) ?? 0;
       return {
@@ -143,6 +144,21 @@ export class ReadPath {
         retainedFrom: keep > 0 ? now - keep : Number.NEGATIVE_INFINITY,
       };
     });
+  }
+
+  /**
+   * Reads the tiers' progress again; one read at a time. While requests keep coming it is read
+   * ahead, in the background, so they seldom wait for it.
+   */
+  private refreshProgress(now: number): Promise<void> {
+    this.progressRead ??= this.closedThrough()
+      .then((closedThrough) => {
+        this.progress = { at: now, closedThrough };
+      })
+      .finally(() => {
+        this.progressRead = undefined;
+      });
+    return this.progressRead;
   }
 
   /** Per tier, the time through which every partition's windows are closed (the slowest partition's). */
@@ -174,20 +190,21 @@ export class ReadPath {
 
   /**
    * Sub-window aggregates per sensor: for each segment of the plan, one storage-side query per
-   * combining function, merged by sensor and sub-window start.
+   * combining function, all in one script, merged by sensor and sub-window start.
    */
   async subWindows(
     req: WindowRequest,
   ): Promise<{ windows: Map<string, Map<number, Partial>>; sources: Set<string> }> {
     const segments = planSegments(req.start, req.stop, req.tiers);
     const windows = new Map<string, Map<number, Partial>>();
-    const sources = new Set<string>();
-    const jobs: Promise<void>[] = [];
-    for (const segment of segments) {
-      sources.add(segment.source);
-      for (const part of this.partsFor(segment, req)) jobs.push(this.merge(part, req.stepMs, windows));
-    }
-    await Promise.all(jobs);
+    const sources = new Set(segments.map((s) => s.source));
+    const parts = segments.flatMap((segment) => this.partsFor(segment, req));
+    const answers = await this.flux.columnsOfEach(
+      [...new Set(parts.map((p) => p.name))].join("+"),
+      parts.map((p) => p.query),
+      ["sensor_id", "_time", "_value", "_field"],
+    );
+    parts.forEach((part, i) => this.merge(part, answers[i] ?? [], req.stepMs, windows));
     return { windows, sources };
   }
 
@@ -249,8 +266,12 @@ export class ReadPath {
     return parts;
   }
 
-  private async merge(part: Part, stepMs: number, windows: Map<string, Map<number, Partial>>): Promise<void> {
-    const rows = await this.flux.columns(part.name, part.query, ["sensor_id", "_time", "_value", "_field"]);
+  private merge(
+    part: Part,
+    rows: (string | undefined)[][],
+    stepMs: number,
+    windows: Map<string, Map<number, Partial>>,
+  ): void {
     for (const [sensor = "", time = "", value = "", fieldName = ""] of rows) {
       const key = part.as ?? (fieldName as keyof Partial);
       const start = Math.floor(Date.parse(time) / stepMs) * stepMs;

@@ -47,6 +47,8 @@ const FUNCTION_NAMES = [
 type AggregateFunction = (typeof FUNCTION_NAMES)[number];
 type Quantile = keyof typeof QUANTILES;
 const DEFAULT_FUNCTIONS: AggregateFunction[] = ["mean", "min", "max", "count"];
+/** /latest reads the windows between the sensors' latest ones in one request when at most this many. */
+const LATEST_SPAN_WINDOWS = 5;
 /** Most sliding windows one reading may fall into (window / every). */
 const MAX_OVERLAP = 100;
 
@@ -498,21 +500,37 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
           group.push(s.sensorId);
           groups.set(start, group);
         }
-        const everyone = groups.size === 1 && sensors === undefined;
-        const results = await Promise.all(
-          [...groups.entries()].map(([start, ids]) =>
-            windowsFor({
-              field,
-              sensors: everyone ? undefined : ids,
-              fns,
-              periodMs,
-              everyMs: periodMs,
-              firstStart: start,
-              lastStart: start,
-              tier: q.tier ?? "auto",
-            }),
-          ),
-        );
+        // Latest windows a few apart (a live fleet): one request over them all, each sensor's own
+        // kept. Otherwise one request per distinct latest window, for the sensors that share it.
+        const starts = [...groups.keys()];
+        const span = starts.length === 0 ? 0 : (Math.max(...starts) - Math.min(...starts)) / periodMs + 1;
+        const ask = (first: number, lastStart: number, ids: string[] | undefined) =>
+          windowsFor({
+            field,
+            sensors: ids,
+            fns,
+            periodMs,
+            everyMs: periodMs,
+            firstStart: first,
+            lastStart,
+            tier: q.tier ?? "auto",
+          });
+        const latestOf = new Map(last.map((s) => [s.sensorId, s.fields[field]?.time]));
+        const results =
+          span <= LATEST_SPAN_WINDOWS
+            ? [
+                await ask(Math.min(...starts), Math.max(...starts), sensors).then((r) => ({
+                  ...r,
+                  windows: r.windows.filter((w) => {
+                    const time = latestOf.get(w.sensor_id);
+                    return (
+                      time !== undefined &&
+                      Date.parse(w.window_start) === Math.floor(time / periodMs) * periodMs
+                    );
+                  }),
+                })),
+              ]
+            : await Promise.all([...groups.entries()].map(([start, ids]) => ask(start, start, ids)));
         const windows = results
           .flatMap((r) => r.windows)
           .sort((a, b) => (a.sensor_id < b.sensor_id ? -1 : a.sensor_id > b.sensor_id ? 1 : 0));
