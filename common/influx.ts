@@ -77,6 +77,20 @@ function wantedBuckets(config: InfluxConfig): [string, number][] {
   ];
 }
 
+/**
+ * Shard groups of the 1h tier span 28 days (InfluxDB's default is 7 days, or the retention if
+ * shorter): a month of hourly rollups is then read from two shards, not five, and every shard
+ * costs a storage cursor per series. The raw and 1m buckets keep InfluxDB's choice.
+ */
+const SHARD_GROUP_MS: Record<string, number> = { "1h": 28 * 86_400_000 };
+
+function shardGroupMs(config: InfluxConfig, name: string, retentionMs: number): number | undefined {
+  const tier = Object.entries(config.rollupBuckets).find(([, bucket]) => bucket === name)?.[0];
+  const wanted = tier === undefined ? undefined : SHARD_GROUP_MS[tier];
+  if (wanted === undefined) return undefined;
+  return retentionMs > 0 ? Math.min(wanted, retentionMs) : wanted;
+}
+
 async function findBucket(config: InfluxConfig, orgID: string, name: string): Promise<number | undefined> {
   const found = (await influxApi(
     config,
@@ -113,12 +127,27 @@ export async function ensureBuckets(config: InfluxConfig): Promise<void> {
     await influxApi(config, "POST", "/api/v2/buckets", {
       orgID,
       name,
-      retentionRules: ms > 0 ? [{ type: "expire", everySeconds: Math.round(ms / 1000) }] : [],
+      retentionRules: [
+        {
+          type: "expire",
+          everySeconds: ms > 0 ? Math.round(ms / 1000) : 0,
+          ...shardGroupSeconds(config, name, ms),
+        },
+      ],
     }).catch((err) => {
       // Another worker created it in the meantime.
       if (!/answered 422/.test((err as Error).message)) throw err;
     });
   }
+}
+
+function shardGroupSeconds(
+  config: InfluxConfig,
+  name: string,
+  ms: number,
+): { shardGroupDurationSeconds?: number } {
+  const shard = shardGroupMs(config, name, ms);
+  return shard === undefined ? {} : { shardGroupDurationSeconds: Math.round(shard / 1000) };
 }
 
 /** InfluxDB refused this configuration: a token it does not know, or a certificate not trusted. */
