@@ -361,6 +361,34 @@ describe("dashboards against the real pipeline's data", () => {
     expect(bySeverity).toEqual({ critical: 2, warning: 2, info: 1 });
   });
 
+  it("counts readings and finds the latest per sensor exactly over ranges off every window boundary", async () => {
+    // Heads and tails in raw readings and 1m rollups, whole hours in the 1h rollups, the newest raw.
+    const ranges: Range[] = [
+      { name: "mid", from: T0 + 37 * MIN + 10_000, to: T0 + 150 * MIN + 20_000 },
+      { name: "head", from: T0 + 5 * MIN + 1, to: T0 + 65 * MIN },
+      { name: "tail", from: T0 + 61 * MIN + 30_000, to: NOW + 1000 },
+      { name: "inside a minute", from: T0 + 90 * MIN + 5_000, to: T0 + 90 * MIN + 45_000 },
+    ];
+    for (const range of ranges) {
+      const inRange = READINGS.filter((r) => r.t >= range.from && r.t < range.to);
+      const { rows } = await panelRows("sensor-fleet", "Readings", range);
+      expect(
+        rows.map((r) => r._value),
+        range.name,
+      ).toEqual([inRange.length]);
+      const latest = await panelRows("sensor-fleet", `Latest ${FIELD} per sensor`, range);
+      expect(
+        latest.rows.map((r) => [r.sensor_id, Date.parse(String(r._time)), r.latest]),
+        range.name,
+      ).toEqual(
+        SENSORS.map((sensor) => {
+          const last = inRange.filter((r) => r.sensor === sensor).at(-1);
+          return [sensor, last?.t, last?.value];
+        }),
+      );
+    }
+  });
+
   it("shows firing now as the state the alert history implies", async () => {
     const count = async (uid: string, title: string) =>
       (await panelRows(uid, title, WHOLE)).rows[0]?._value ?? 0;
