@@ -87,10 +87,11 @@ export const TOP_SENSORS_VARIABLE = queryVariable({
     stop: "stop",
     where: readings.raw,
     aggregate: BY_SENSOR_MAX,
-    after: ["group()", "toFloat()"],
+    after: ["group()"],
   })},
 )
   |> group()
+  |> toFloat()
   |> sort(columns: ["_value"], desc: true)
   |> unique(column: "sensor_id")
   |> limit(n: ${SENSOR_SERIES})
