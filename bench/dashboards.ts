@@ -10,11 +10,14 @@ import { createInflux } from "../common/influx.js";
 import { dashboards } from "../grafana/catalog.js";
 import { quoted } from "../grafana/flux.js";
 import {
+  allValueVariables,
+  type DashboardQuery,
   dashboardQueries,
   grafanaIntervalMs,
   interpolate,
   queryWindowMs,
   tierFor,
+  type VariableValue,
   variableValues,
 } from "../grafana/interpolate.js";
 
@@ -26,6 +29,8 @@ export interface DashboardBenchOptions {
   sensor: string;
   field: string;
   iterations: number;
+  /** Only the queries whose "dashboard › panel" name matches (default: all). */
+  only?: RegExp;
 }
 
 export interface DashboardBenchResult {
@@ -69,20 +74,32 @@ export async function benchDashboards(o: DashboardBenchOptions): Promise<Dashboa
     new Registry(),
     60_000,
   );
-  const cases = dashboards().flatMap(({ dashboard }) =>
-    dashboardQueries(dashboard).flatMap((q) =>
-      ranges.map((range) => {
-        const intervalMs = grafanaIntervalMs(range.ms, q.maxDataPoints, q.minInterval);
-        const flux = interpolate(q.query, {
-          from: o.rangeStop - range.ms,
-          to: o.rangeStop,
-          intervalMs,
-          bucket: o.influx.bucket,
-          org: o.influx.org,
-          variables: variableValues(dashboard, { sensor: o.sensor, field: o.field }),
-        });
+  // As Grafana: the variables standing for all their values are queried for the range first.
+  const cases = [];
+  for (const { dashboard } of dashboards()) {
+    for (const range of ranges) {
+      const context = (q: DashboardQuery, variables: Record<string, VariableValue>) => ({
+        from: o.rangeStop - range.ms,
+        to: o.rangeStop,
+        intervalMs: grafanaIntervalMs(range.ms, q.maxDataPoints, q.minInterval),
+        bucket: o.influx.bucket,
+        org: o.influx.org,
+        variables: variableValues(dashboard, variables),
+      });
+      const variables: Record<string, VariableValue> = { sensor: o.sensor, field: o.field };
+      for (const q of allValueVariables(dashboard)) {
+        const rows = await runner.columns("dashboard", interpolate(q.query, context(q, variables)), [
+          "_value",
+        ]);
+        variables[q.name] = rows.map(([value = ""]) => value);
+      }
+      for (const q of dashboardQueries(dashboard)) {
+        if (o.only !== undefined && !o.only.test(`${dashboard.title} › ${q.name}`)) continue;
+        const c = context(q, variables);
+        const flux = interpolate(q.query, c);
+        const intervalMs = c.intervalMs;
         const tiered = q.query.includes(quoted("tier"));
-        return {
+        cases.push({
           dashboard: dashboard.title,
           panel: `${q.kind === "panel" ? "" : `${q.kind} `}${q.name} (${range.name})`,
           tier: tiered ? tierFor(queryWindowMs(range.ms, intervalMs, q.maxDataPoints)) : "raw",
@@ -90,10 +107,10 @@ export async function benchDashboards(o: DashboardBenchOptions): Promise<Dashboa
           flux,
           times: [] as number[],
           maxPointsPerSeries: 0,
-        };
-      }),
-    ),
-  );
+        });
+      }
+    }
+  }
   // Alternating: each iteration runs every case once, so load and caches fall on all alike.
   for (let i = 0; i < o.iterations; i++) {
     for (const c of cases) {

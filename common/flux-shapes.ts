@@ -327,6 +327,157 @@ export function topSeries(
 }
 
 /*
+ * A covered read: the range itself, exactly, with no window of its own. Each rollup tier answers the
+ * whole windows of its size that lie inside the range and are closed, nested coarsest innermost;
+ * raw readings answer the rest (the edges off a window boundary and the tail not yet rolled up).
+ * So a count, sum, min, max or latest over a week reads the 1h rollups for its whole hours, the 1m
+ * rollups for the minutes around them and raw readings for seconds and the newest minutes: every
+ * point is in exactly one piece, whatever the range.
+ */
+
+/** The statements `covering` defines for one tier: the name prefix of its `Lo`/`Hi` bounds (ns). */
+const coverName = (tier: string) => `cover${tier}`;
+
+/**
+ * Flux statements (the script must `import "array"`) defining `rawBucket` and
+ * `covered = (raw, rollup) => …`: the union of the non-empty pieces of [start, stop), each read by
+ * `raw(lo, hi)` or `rollup(rollupBucket, lo, hi)` (functions of the piece's bounds returning one
+ * pushed-down read; a range may not be empty, so an empty piece is not read at all).
+ */
+export function covering(c: { start: FluxExpr; stop: FluxExpr; rawBucket: FluxExpr }): string {
+  const finestFirst = [...ROLLUP_TIERS].sort((a, b) => a.ms - b.ms);
+  const statements = [
+    `rawBucket = ${c.rawBucket}`,
+    `coverStart = int(v: ${c.start})`,
+    `coverStop = int(v: ${c.stop})`,
+    // How far every partition has closed a tier's windows (rollup_progress, the slowest partition).
+    `closedNs = (tier) => {
+  closed = ${read({
+    bucket: `${c.rawBucket} + "_${finestFirst[0]?.name}"`,
+    start: "0",
+    stop: "now()",
+    where: and(eq("_measurement", lit.str(PROGRESS_MEASUREMENT)), eq("_field", lit.str("closed_through"))),
+    aggregate: aggregate.whole("last"),
+    after: [
+      "filter(fn: (r) => r.tier == tier)",
+      "group()",
+      "min()",
+      'findColumn(fn: (key) => true, column: "_value")',
+    ],
+  })}
+  return if length(arr: closed) == 0 then 0 else int(v: closed[0]) * 1000000
+}`,
+  ];
+  // Each tier within the finer one's share [lo, hi): its whole, closed windows, or nothing.
+  const pieces: string[] = [];
+  let lo = "coverStart";
+  let hi = "coverStop";
+  let finer = "raw";
+  for (const t of finestFirst) {
+    const size = t.ms * 1_000_000;
+    const n = coverName(t.name);
+    statements.push(
+      `${n}Closed = closedNs(tier: ${lit.str(t.name)})`,
+      `${n}Lo0 = (${lo} + ${size - 1}) / ${size} * ${size}`,
+      `${n}Hi0 = (if ${hi} < ${n}Closed then ${hi} else ${n}Closed) / ${size} * ${size}`,
+      `${n}Lo = if ${n}Lo0 < ${n}Hi0 then ${n}Lo0 else ${hi}`,
+      `${n}Hi = if ${n}Lo0 < ${n}Hi0 then ${n}Hi0 else ${hi}`,
+    );
+    pieces.push(piece(finer, lo, `${n}Lo`), piece(finer, `${n}Hi`, hi));
+    lo = `${n}Lo`;
+    hi = `${n}Hi`;
+    finer = t.name;
+  }
+  pieces.push(piece(finer, lo, hi));
+  const concat = pieces.reduceRight(
+    (rest, p) => (rest === "" ? p : `array.concat(arr: ${p}, v: ${rest})`),
+    "",
+  );
+  statements.push(`covered = (raw, rollup) => {
+  pieces = ${concat}
+  return if length(arr: pieces) == 1 then pieces[0] else union(tables: pieces)
+}`);
+  return statements.join("\n");
+}
+
+function piece(source: string, lo: string, hi: string): string {
+  const bounds = `lo: time(v: ${lo}), hi: time(v: ${hi})`;
+  const call =
+    source === "raw"
+      ? `raw(${bounds})`
+      : `rollup(rollupBucket: rawBucket + ${lit.str(`_${source}`)}, ${bounds})`;
+  return `(if ${lo} < ${hi} then [${call}] else [])`;
+}
+
+/**
+ * A Flux expression (after `covering`): `fn` of the readings over each piece of the range, from
+ * rollups or raw readings, grouped by `by` in storage (`group |> count|sum`, one table per group
+ * and piece, not one per series). Rows: `_value` (float) and the `by` columns, to be combined by the
+ * caller (counts and sums add up).
+ */
+export function covered(s: TieredSelection, fn: "count" | "sum", by: readonly string[]): string {
+  const grouped = (f: "count" | "sum") => `group(columns: [${by.map(lit.str).join(", ")}])\n  |> ${f}()`;
+  const after = ["toFloat()", `keep(columns: [${["_value", ...by].map(lit.str).join(", ")}])`];
+  const rollup = read({
+    bucket: "rollupBucket",
+    start: "lo",
+    stop: "hi",
+    where: and(eq("_measurement", lit.str(ROLLUP_MEASUREMENT)), s.rollup, eq("_field", lit.str(fn))),
+    aggregate: grouped(ROLLUP_FIELD_COMBINE[fn] as "sum"),
+    after,
+  });
+  const raw = read({
+    bucket: "rawBucket",
+    start: "lo",
+    stop: "hi",
+    where: s.raw,
+    aggregate: grouped(fn),
+    after,
+  });
+  return `covered(\n  raw: (lo, hi) => ${raw},\n  rollup: (rollupBucket, lo, hi) => ${rollup},\n)`;
+}
+
+/**
+ * A Flux expression (after `covering`): the latest reading in the range per value of the tag `by`,
+ * as `_time` (the reading's own time), `_value` and `by`, in one table. Each piece reads its last
+ * point per series (rollups: the `last` and `last_time` of their latest window); the latest wins.
+ * Each piece is merged into one table straight after storage, so Flux handles a few tables, not
+ * one per series and piece.
+ */
+export function coveredLatest(s: TieredSelection, by: string): string {
+  const columns = `keep(columns: [${["_time", "_value", by].map(lit.str).join(", ")}])`;
+  const rollup = read({
+    bucket: "rollupBucket",
+    start: "lo",
+    stop: "hi",
+    where: and(
+      eq("_measurement", lit.str(ROLLUP_MEASUREMENT)),
+      s.rollup,
+      anyOf("_field", ["last", "last_time"]),
+    ),
+    aggregate: aggregate.whole("last"),
+    after: [
+      "group()",
+      `pivot(rowKey: ["_time", ${lit.str(by)}], columnKey: ["_field"], valueColumn: "_value")`,
+      "map(fn: (r) => ({r with _time: time(v: int(v: r.last_time) * 1000000), _value: float(v: r.last)}))",
+      columns,
+    ],
+  });
+  const raw = read({
+    bucket: "rawBucket",
+    start: "lo",
+    stop: "hi",
+    where: s.raw,
+    aggregate: aggregate.whole("last"),
+    after: ["group()", "toFloat()", columns],
+  });
+  return `covered(\n  raw: (lo, hi) => ${raw},\n  rollup: (rollupBucket, lo, hi) => ${rollup},\n)
+  |> group()
+  |> sort(columns: ["_time"], desc: true)
+  |> unique(column: ${lit.str(by)})`;
+}
+
+/*
  * The pushdown check: every `from()` in a script must be followed by `range`, any number of
  * `filter`s with pushable predicates, then one of the shapes above, before anything else.
  */
@@ -441,6 +592,32 @@ export function pushdownProblems(flux: string): string[] {
   const problems: string[] = [];
   for (const m of flux.matchAll(/\bfrom\(/g)) {
     const problem = chainProblem(chainAt(flux, m.index));
+    if (problem !== undefined) problems.push(problem);
+  }
+  return problems;
+}
+
+/** Aggregates InfluxDB 2.7 computes per group in storage after `group()` (PushDownGroupAggregateRule). */
+const GROUPED_PUSHABLE = new Set(["count", "sum", "max"]);
+
+/**
+ * `pushdownProblems`, also accepting `group(columns: [tags]) |> count()|sum()|max()` right after the
+ * filters: storage adds up within each group (ReadGroupAggregate), one table per group.
+ */
+export function pushdownProblemsWithGroups(flux: string): string[] {
+  const problems: string[] = [];
+  for (const m of flux.matchAll(/\bfrom\(/g)) {
+    const calls = chainAt(flux, m.index);
+    let k = 2;
+    while (calls[k]?.name === "filter") k++;
+    const [group, fn] = calls.slice(k);
+    const groupedInStorage =
+      group?.name === "group" &&
+      /^\s*(columns: \[("\w+"(, "\w+")*)?\])?\s*$/.test(group.args) &&
+      fn !== undefined &&
+      GROUPED_PUSHABLE.has(fn.name) &&
+      fn.args.trim() === "";
+    const problem = chainProblem(groupedInStorage ? [...calls.slice(0, k), ...calls.slice(k + 1)] : calls);
     if (problem !== undefined) problems.push(problem);
   }
   return problems;

@@ -1,9 +1,10 @@
 /** Fleet overview: every sensor at a glance, with anomalies and firing alerts. */
 
-import { and, eq, lit, tagValues, tieredMean, topSeries } from "../common/flux-shapes.js";
+import { and, covered, coveredLatest, eq, lit, tagValues, tieredMean } from "../common/flux-shapes.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import { ALERT_ROWS, ALERT_TABLE, firingAlertsCount, firingAlertsTable } from "./alerts-queries.js";
 import {
+  coveredScript,
   FEW_POINTS,
   FIELD,
   GRAFANA,
@@ -11,8 +12,10 @@ import {
   over,
   quoted,
   readingsOf,
+  readingsWhere,
   SENSOR_SERIES,
   SERIES_POINTS,
+  sensorIn,
   sumAcross,
   tieredScript,
   windowed,
@@ -30,7 +33,7 @@ import {
   timeseries,
 } from "./model.js";
 import { SENSOR_UID } from "./sensor-detail.js";
-import { FIELD_VARIABLE, TIER_VARIABLE } from "./variables.js";
+import { FIELD_VARIABLE, LISTED_SENSORS_VARIABLE, TIER_VARIABLE, TOP_SENSORS_VARIABLE } from "./variables.js";
 
 const FLEET_UID = "sensor-fleet";
 
@@ -48,7 +51,7 @@ export function fleetOverview(): Dashboard {
     title: "Sensor fleet overview",
     description:
       "The sensors' readings as windowed means (at most 20 sensors drawn), anomaly flags by detector, and firing alerts.",
-    variables: [FIELD_VARIABLE, TIER_VARIABLE],
+    variables: [FIELD_VARIABLE, TIER_VARIABLE, TOP_SENSORS_VARIABLE, LISTED_SENSORS_VARIABLE],
     rows: [
       [
         stat({
@@ -67,11 +70,14 @@ export function fleetOverview(): Dashboard {
         }),
         stat({
           title: "Readings",
-          description: "Readings of the field stored in the range.",
+          description:
+            "Readings of the field stored in the range (the 1h and 1m rollups' counts and the raw readings they do not hold).",
           w: 6,
           h: 4,
           maxDataPoints: FEW_POINTS,
-          targets: [target(over(READINGS, "count", ["group()", "sum()"]))],
+          targets: [
+            target(coveredScript([], `${covered(readingsOf(), "count", [])}\n  |> group()\n  |> sum()`)),
+          ],
           defaults: { unit: "short", decimals: 0, noValue: "0", thresholds: thresholds(["blue", null]) },
         }),
         stat({
@@ -106,7 +112,7 @@ export function fleetOverview(): Dashboard {
       [
         timeseries({
           title: `${FIELD} by sensor, windowed mean`,
-          description: `Mean of each sensor's readings per window (v.windowPeriod, at least 1 minute; at most ${SERIES_POINTS} windows). At most ${SENSOR_SERIES} sensors: those with the highest maximum in the range. Read from the 1h or 1m rollups when the window is whole hours or minutes, with the newest windows not yet rolled up from raw readings (variable Source). Click a line for the sensor's detail.`,
+          description: `Mean of each sensor's readings per window (v.windowPeriod, at least 1 minute; at most ${SERIES_POINTS} windows). At most ${SENSOR_SERIES} sensors: those with the highest maximum in the range (hidden variable Top sensors). Read from the 1h or 1m rollups when the window is whole hours or minutes, with the newest windows not yet rolled up from raw readings (variable Source). Click a line for the sensor's detail.`,
           w: 24,
           h: 10,
           interval: "1m",
@@ -115,10 +121,7 @@ export function fleetOverview(): Dashboard {
             target(
               tieredScript(
                 SERIES_POINTS,
-                topSeries("top", readingsOf(), "max", "sensor_id", SENSOR_SERIES),
-                `${tieredMean(readingsOf(), ["sensor_id"])}
-  |> filter(fn: (r) => contains(value: r.sensor_id, set: top))
-  |> group(columns: ["sensor_id"])
+                `${tieredMean(readingsWhere(sensorIn(TOP_SENSORS_VARIABLE.name)), ["sensor_id"])}
   |> sort(columns: ["_time"])`,
               ),
             ),
@@ -178,7 +181,7 @@ export function fleetOverview(): Dashboard {
         }),
         table({
           title: `Latest ${FIELD} per sensor`,
-          description: `Each sensor's most recent reading of the field in the range (the first ${FEW_POINTS} sensors by id).`,
+          description: `Each sensor's most recent reading of the field in the range (the first ${FEW_POINTS} sensors by id), from the raw readings the rollups do not hold yet, else the latest 1m or 1h rollup window's last reading.`,
           w: 6,
           h: 8,
           maxDataPoints: FEW_POINTS,
@@ -189,13 +192,16 @@ export function fleetOverview(): Dashboard {
           ],
           targets: [
             target(
-              over(READINGS, "last", [
-                "group()",
-                'rename(columns: {_value: "latest"})',
-                keep(["sensor_id", "_time", "latest"]),
-                'sort(columns: ["sensor_id"])',
-                `limit(n: ${FEW_POINTS})`,
-              ]),
+              coveredScript(
+                [],
+                [
+                  coveredLatest(readingsWhere(sensorIn(LISTED_SENSORS_VARIABLE.name)), "sensor_id"),
+                  'rename(columns: {_value: "latest"})',
+                  keep(["sensor_id", "_time", "latest"]),
+                  'sort(columns: ["sensor_id"])',
+                  `limit(n: ${FEW_POINTS})`,
+                ].join("\n  |> "),
+              ),
             ),
           ],
           defaults: { decimals: 2 },

@@ -8,6 +8,7 @@
 import {
   aggregate,
   and,
+  covering,
   eq,
   lit,
   type PushableFunction,
@@ -36,12 +37,23 @@ export const TIERS = ["auto", "raw", ...ROLLUP_TIERS.map((t) => t.name)] as cons
 
 /** The readings of the dashboard's field, raw and rolled up; `sensor` narrows to one sensor. */
 export function readingsOf(sensor?: string): TieredSelection {
-  const one = sensor === undefined ? "" : eq("sensor_id", sensor);
+  return readingsWhere(sensor === undefined ? "" : eq("sensor_id", sensor));
+}
+
+/** The readings of the dashboard's field whose sensor passes `sensors` (a predicate on sensor_id). */
+export function readingsWhere(sensors: string): TieredSelection {
   return {
-    raw: and(eq("_measurement", lit.str(MEASUREMENTS.readings)), eq("_field", quoted("field")), one),
-    rollup: and(eq("field", quoted("field")), one),
+    raw: and(eq("_measurement", lit.str(MEASUREMENTS.readings)), eq("_field", quoted("field")), sensors),
+    rollup: and(eq("field", quoted("field")), sensors),
   };
 }
+
+/**
+ * `r.sensor_id` is one of a hidden all-values variable's sensors: its query returns them escaped
+ * for a Flux regex literal, and Grafana's `pipe` format joins them with `|` (no values: `^()$`,
+ * which no sensor matches). A regex on a tag is pushed down like `==`.
+ */
+export const sensorIn = (variable: string): string => `r.sensor_id =~ /^(\${${variable}:pipe})$/`;
 
 export function withImports(imports: string[], body: string): string {
   return imports.length === 0 ? body : `${imports.map((i) => `import ${lit.str(i)}`).join("\n")}\n\n${body}`;
@@ -69,6 +81,20 @@ export function tieredScript(maxDataPoints: number, ...statements: string[]): st
     maxDataPoints,
     tiering({ forced: quoted("tier"), rawBucket: GRAFANA.bucket }),
     ...statements,
+  );
+}
+
+/**
+ * A script over exactly the dashboard's range (no windows), each part of it read from the coarsest
+ * source holding it: the 1h rollups' whole hours, the 1m rollups' whole minutes around them and
+ * raw readings for the rest (see flux-shapes `covering`, `covered`, `coveredLatest`).
+ */
+export function coveredScript(imports: string[], ...statements: string[]): string {
+  return withImports(
+    ["array", ...imports],
+    [covering({ start: GRAFANA.start, stop: GRAFANA.stop, rawBucket: GRAFANA.bucket }), ...statements].join(
+      "\n",
+    ),
   );
 }
 

@@ -4,7 +4,7 @@
  * maxDataPoints and its minimum interval (v.windowPeriod), and the text it substitutes.
  */
 import { ROLLUP_TIERS } from "../common/rollups.js";
-import type { Dashboard, Panel } from "./model.js";
+import { ALL_VALUE, type Dashboard, type Panel } from "./model.js";
 
 /**
  * Grafana's interval rounding (rangeutil.roundInterval in @grafana/data): the raw interval
@@ -103,8 +103,22 @@ export interface QueryContext {
   intervalMs: number;
   bucket: string;
   org: string;
-  /** Dashboard variables by name. */
-  variables: Record<string, string>;
+  /** Dashboard variables by name; an includeAll variable at "All" has all its query's values. */
+  variables: Record<string, VariableValue>;
+}
+
+export type VariableValue = string | readonly string[];
+
+/**
+ * Grafana's formats for `${name:format}` (formatRegistry in @grafana/scenes), those the dashboards
+ * use: none (a single value as is) and `pipe` (values joined with `|`, not escaped).
+ */
+function formatted(name: string, value: VariableValue, format: string | undefined): string {
+  if (format === "pipe") return typeof value === "string" ? value : value.join("|");
+  if (format === undefined && typeof value === "string") return value;
+  throw new Error(
+    `variable ${name} in format ${format ?? "(none)"} with ${JSON.stringify(value)} is not handled: expected a single value, or the pipe format`,
+  );
 }
 
 /**
@@ -113,8 +127,12 @@ export interface QueryContext {
  */
 export function interpolate(query: string, c: QueryContext): string {
   let flux = query.replace(
-    /\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]/g,
-    (whole, a?: string, b?: string, d?: string) => c.variables[a ?? b ?? d ?? ""] ?? whole,
+    /\$\{(\w+)(?::(\w+))?\}|\$(\w+)|\[\[(\w+)\]\]/g,
+    (whole, a?: string, format?: string, b?: string, d?: string) => {
+      const name = a ?? b ?? d ?? "";
+      const value = c.variables[name];
+      return value === undefined ? whole : formatted(name, value, format);
+    },
   );
   const replacements: Record<string, string> = {
     timeRangeStart: new Date(c.from).toISOString(),
@@ -177,11 +195,30 @@ export function dashboardQueries(d: Dashboard): DashboardQuery[] {
   ];
 }
 
-/** The variables a dashboard is looked at with: each variable's current value, then `overrides`. */
-export function variableValues(d: Dashboard, overrides: Record<string, string>): Record<string, string> {
-  const values: Record<string, string> = {};
+/**
+ * The variables a dashboard is looked at with: each variable's current value, then `overrides`.
+ * An includeAll variable at "All" needs its query's values: pass them in `overrides` (see
+ * `allValueVariables`).
+ */
+export function variableValues(
+  d: Dashboard,
+  overrides: Record<string, VariableValue>,
+): Record<string, VariableValue> {
+  const values: Record<string, VariableValue> = {};
   for (const v of d.templating.list) {
-    if ("value" in v.current && typeof v.current.value === "string") values[v.name] = v.current.value;
+    if ("value" in v.current && typeof v.current.value === "string" && v.current.value !== ALL_VALUE)
+      values[v.name] = v.current.value;
   }
   return { ...values, ...overrides };
+}
+
+/**
+ * The variable queries whose values (all of them: the variable is at "All") the panels use, as
+ * Grafana runs them before the panels whenever the range changes.
+ */
+export function allValueVariables(d: Dashboard): DashboardQuery[] {
+  const names = new Set(
+    d.templating.list.filter((v) => v.type === "query" && v.includeAll).map((v) => v.name),
+  );
+  return dashboardQueries(d).filter((q) => q.kind === "variable" && names.has(q.name));
 }

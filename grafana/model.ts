@@ -96,11 +96,16 @@ export interface QueryVariable {
   /** 7: natural order, so sensor_2 comes before sensor_10. */
   sort: 7;
   multi: false;
-  includeAll: false;
-  hide: 0;
+  /** true: the variable stands for all its values (Grafana's "All", hidden), a set the panels filter on. */
+  includeAll: boolean;
+  /** 0: shown; 2: hidden (a set computed for the panels, not a choice). */
+  hide: 0 | 2;
   current: { text: string; value: string } | Record<string, never>;
   options: [];
 }
+
+/** Grafana's value of an includeAll variable standing for all its values. */
+export const ALL_VALUE = "$__all";
 
 /** A fixed list of values, e.g. which tier the readings panels read. */
 export interface CustomVariable {
@@ -293,6 +298,8 @@ export function queryVariable(o: {
   description: string;
   query: string;
   current?: string;
+  /** Stands for all the values its query returns, hidden: a set the panels filter on. */
+  all?: true;
 }): QueryVariable {
   return {
     type: "query",
@@ -305,9 +312,14 @@ export function queryVariable(o: {
     refresh: 2,
     sort: 7,
     multi: false,
-    includeAll: false,
-    hide: 0,
-    current: o.current === undefined ? {} : { text: o.current, value: o.current },
+    includeAll: o.all === true,
+    hide: o.all === true ? 2 : 0,
+    current:
+      o.all === true
+        ? { text: "All", value: ALL_VALUE }
+        : o.current === undefined
+          ? {}
+          : { text: o.current, value: o.current },
     options: [],
   };
 }

@@ -18,6 +18,7 @@ import { MEASUREMENTS } from "../../common/topics.js";
 import { dashboards } from "../../grafana/catalog.js";
 import { FIELD, GRAFANA, quoted } from "../../grafana/flux.js";
 import {
+  allValueVariables,
   type DashboardQuery,
   dashboardQueries,
   grafanaIntervalMs,
@@ -25,6 +26,7 @@ import {
   type QueryContext,
   queryWindowMs,
   tierFor,
+  type VariableValue,
   variableValues,
 } from "../../grafana/interpolate.js";
 import { type Dashboard, tableColumns } from "../../grafana/model.js";
@@ -212,7 +214,12 @@ describe("dashboards against the real pipeline's data", () => {
     anomalyCount = await countPoints(env, MEASUREMENTS.anomalies, "score");
   });
 
-  const context = (d: Dashboard, q: DashboardQuery, range: Range, variables: Record<string, string> = {}) =>
+  const context = (
+    d: Dashboard,
+    q: DashboardQuery,
+    range: Range,
+    variables: Record<string, VariableValue> = {},
+  ) =>
     ({
       from: range.from,
       to: range.to,
@@ -221,6 +228,16 @@ describe("dashboards against the real pipeline's data", () => {
       org,
       variables: variableValues(d, { sensor: SENSOR, ...variables }),
     }) satisfies QueryContext;
+
+  /** As Grafana: the hidden all-values variables (top sensors, listed sensors) queried for the range. */
+  async function withAllValues(d: Dashboard, range: Range, variables: Record<string, VariableValue> = {}) {
+    const values: Record<string, VariableValue> = { ...variables };
+    for (const q of allValueVariables(d)) {
+      const rows = await fluxRows(env, interpolate(q.query, context(d, q, range, values)));
+      values[q.name] = rows.map((r) => String(r._value));
+    }
+    return values;
+  }
 
   it("has the data the dashboards are checked against", async () => {
     // Every spike is flagged at least by the delta detector (the jump up and the fall back).
@@ -249,7 +266,10 @@ describe("dashboards against the real pipeline's data", () => {
   for (const range of RANGES) {
     for (const { dashboard, q } of all) {
       it(`${range.name}: ${dashboard.title} › ${q.kind} ${q.name}`, async () => {
-        const flux = interpolate(q.query, context(dashboard, q, range));
+        const flux = interpolate(
+          q.query,
+          context(dashboard, q, range, await withAllValues(dashboard, range)),
+        );
         expect(flux).not.toMatch(/\$\{|\bv\.\w+/);
         const rows = await fluxRows(env, profiled(flux));
         const operators = rows.filter((r) => r.result === "_profiler").map((r) => String(r.Type));
@@ -259,7 +279,11 @@ describe("dashboards against the real pipeline's data", () => {
         const reads = operators.filter((t) => t.startsWith("*influxdb."));
         expect(reads.length, flux).toBeGreaterThan(0);
         for (const t of reads)
-          expect(["*influxdb.readWindowAggregateSource", "*influxdb.readTagValuesSource"]).toContain(t);
+          expect([
+            "*influxdb.readWindowAggregateSource",
+            "*influxdb.readTagValuesSource",
+            "*influxdb.readGroupSource",
+          ]).toContain(t);
 
         for (const size of seriesSizes(answer)) expect(size).toBeLessThanOrEqual(q.maxDataPoints);
         // Over the whole data every query shows something (the workers' own points are stamped later).
@@ -271,7 +295,8 @@ describe("dashboards against the real pipeline's data", () => {
         }
         if (q.kind === "variable") {
           const values = answer.map((r) => r._value).sort();
-          expect(values).toEqual(q.name === "sensor" ? SENSORS : ["temperature"]);
+          // Top and listed sensors: every sensor, as there are fewer than either keeps.
+          expect(values).toEqual(q.name === "field" ? ["temperature"] : SENSORS);
           return;
         }
         const panel = q.panel;
@@ -296,9 +321,10 @@ describe("dashboards against the real pipeline's data", () => {
   async function panelRows(uid: string, title: string, range: Range, variables: Record<string, string> = {}) {
     const found = all.find(({ dashboard, q }) => dashboard.uid === uid && q.panel?.title === title);
     if (found === undefined) throw new Error(`no panel ${title} on ${uid}`);
+    const values = await withAllValues(found.dashboard, range, variables);
     const rows = await fluxRows(
       env,
-      interpolate(found.q.query, context(found.dashboard, found.q, range, variables)),
+      interpolate(found.q.query, context(found.dashboard, found.q, range, values)),
     );
     return { rows, q: found.q, dashboard: found.dashboard };
   }
@@ -333,6 +359,34 @@ describe("dashboards against the real pipeline's data", () => {
       bySeverity[r.severity as string] = (bySeverity[r.severity as string] ?? 0) + (r._value as number);
     }
     expect(bySeverity).toEqual({ critical: 2, warning: 2, info: 1 });
+  });
+
+  it("counts readings and finds the latest per sensor exactly over ranges off every window boundary", async () => {
+    // Heads and tails in raw readings and 1m rollups, whole hours in the 1h rollups, the newest raw.
+    const ranges: Range[] = [
+      { name: "mid", from: T0 + 37 * MIN + 10_000, to: T0 + 150 * MIN + 20_000 },
+      { name: "head", from: T0 + 5 * MIN + 1, to: T0 + 65 * MIN },
+      { name: "tail", from: T0 + 61 * MIN + 30_000, to: NOW + 1000 },
+      { name: "inside a minute", from: T0 + 90 * MIN + 5_000, to: T0 + 90 * MIN + 45_000 },
+    ];
+    for (const range of ranges) {
+      const inRange = READINGS.filter((r) => r.t >= range.from && r.t < range.to);
+      const { rows } = await panelRows("sensor-fleet", "Readings", range);
+      expect(
+        rows.map((r) => r._value),
+        range.name,
+      ).toEqual([inRange.length]);
+      const latest = await panelRows("sensor-fleet", `Latest ${FIELD} per sensor`, range);
+      expect(
+        latest.rows.map((r) => [r.sensor_id, Date.parse(String(r._time)), r.latest]),
+        range.name,
+      ).toEqual(
+        SENSORS.map((sensor) => {
+          const last = inRange.filter((r) => r.sensor === sensor).at(-1);
+          return [sensor, last?.t, last?.value];
+        }),
+      );
+    }
   });
 
   it("shows firing now as the state the alert history implies", async () => {

@@ -6,7 +6,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { pushdownProblems } from "../../common/flux-shapes.js";
+import { pushdownProblems, pushdownProblemsWithGroups } from "../../common/flux-shapes.js";
 import { DASHBOARDS_DIR, dashboards, PROVISIONING_DIR, render } from "../../grafana/catalog.js";
 import { quoted } from "../../grafana/flux.js";
 import { dashboardQueries } from "../../grafana/interpolate.js";
@@ -118,7 +118,11 @@ describe("Grafana dashboards as code", () => {
             bucket,
           );
         }
-        for (const [, name] of query.matchAll(/\$\{(?!__)(\w+)\}/g)) expect(variables, at).toContain(name);
+        for (const [, name, format] of query.matchAll(/\$\{(?!__)(\w+)(?::(\w+))?\}/g)) {
+          expect(variables, at).toContain(name);
+          // Formats used must be Grafana's and handled by grafana/interpolate.ts.
+          if (format !== undefined) expect(["pipe"], at).toContain(format);
+        }
       }
       for (const panel of dashboard.panels) {
         for (const [, name] of `${panel.title} ${JSON.stringify(panel.fieldConfig)}`.matchAll(
@@ -134,7 +138,7 @@ describe("Grafana dashboards as code", () => {
     let reads = 0;
     for (const { dashboard } of all) {
       for (const { where, query } of queries(dashboard)) {
-        expect(pushdownProblems(query), `${dashboard.uid} ${where}`).toEqual([]);
+        expect(pushdownProblemsWithGroups(query), `${dashboard.uid} ${where}`).toEqual([]);
         reads += [...query.matchAll(/\bfrom\(/g)].length;
       }
     }
@@ -166,6 +170,22 @@ describe("Grafana dashboards as code", () => {
       `${head}\n  |> keep(columns: ["sensor_id"])\n  |> group()\n  |> distinct(column: "sensor_id")`,
     ];
     for (const flux of good) expect(pushdownProblems(flux), flux).toEqual([]);
+    // Grouped in storage (ReadGroupAggregate): only where the grouped check is asked for.
+    const grouped = [
+      `${head}\n  |> group()\n  |> count()`,
+      `${head}\n  |> group(columns: ["sensor_id"])\n  |> max()\n  |> group()`,
+    ];
+    for (const flux of grouped) {
+      expect(pushdownProblems(flux), flux).toHaveLength(1);
+      expect(pushdownProblemsWithGroups(flux), flux).toEqual([]);
+    }
+    for (const [what, flux] of Object.entries(bad)) {
+      if (what !== "group first") expect(pushdownProblemsWithGroups(flux), what).toHaveLength(1);
+    }
+    expect(pushdownProblemsWithGroups(`${head}\n  |> group()\n  |> mean()`)).toHaveLength(1);
+    expect(
+      pushdownProblemsWithGroups(`${head}\n  |> group(columns: ["a"], mode: "except")\n  |> sum()`),
+    ).toHaveLength(1);
   });
 
   it("sets maxDataPoints on every panel and keeps each windowed query's windows within it", () => {
@@ -196,7 +216,11 @@ describe("Grafana dashboards as code", () => {
         if (!perSensor || oneSensor) continue;
         const at = `${dashboard.uid} ${panel.title}`;
         for (const t of panel.targets) {
-          const n = /limit\(n: (\d+)\)/.exec(t.query)?.[1];
+          // Its own limit, or the one of the hidden variable whose sensors it filters on.
+          const variable = /r\.sensor_id =~ \/\^\(\$\{(\w+):pipe\}\)\$\//.exec(t.query)?.[1];
+          const set = dashboard.templating.list.find((v) => v.name === variable);
+          const limited = set?.type === "query" ? set.query.query : t.query;
+          const n = /limit\(n: (\d+)\)/.exec(limited)?.[1];
           expect(n, `${at} limits its series or rows`).toBeDefined();
           expect(panel.description, at).toContain(String(n));
         }
