@@ -42,6 +42,8 @@ export interface WindowRequest {
   stop: number;
   need: Need;
   tiers: TierState[];
+  /** How many series the request selects (named sensors, or the catalogue's estimate). */
+  series: number;
 }
 
 export interface SensorLast {
@@ -52,7 +54,14 @@ export interface SensorLast {
 }
 
 /** One storage-side query of a plan and, for raw parts, which part of the aggregate its values are. */
-type Part = { name: string; query: string; as?: keyof Partial };
+type Part = { name: string; query: string; as?: keyof Partial | "reading" };
+
+/**
+ * A raw segment this short (estimated series × seconds, as if each sensor sent one reading a
+ * second) is read as points and added up here: one storage read per series instead of one per
+ * function. The open tail after the last closed minute is usually this.
+ */
+const RAW_POINTS_BUDGET = 100_000;
 
 const PROGRESS_TTL_MS = 1000;
 
@@ -204,7 +213,7 @@ export class ReadPath {
       parts.map((p) => p.query),
       ["sensor_id", "_time", "_value", "_field"],
     );
-    parts.forEach((part, i) => this.merge(part, answers[i] ?? [], req.stepMs, windows));
+    for (const [i, part] of parts.entries()) this.merge(part, answers[i] ?? [], req.stepMs, windows);
     return { windows, sources };
   }
 
@@ -222,6 +231,15 @@ export class ReadPath {
           sensors,
         ),
       };
+      if (req.series * ((segment.stop - segment.start) / 1000) <= RAW_POINTS_BUDGET) {
+        return [
+          {
+            name: "raw_points",
+            query: `${rawPoints(s)}\n  |> keep(columns: ["_time", "_value", "sensor_id"])`,
+            as: "reading",
+          },
+        ];
+      }
       const parts: Part[] = [];
       for (const fn of ["count", "sum", "min", "max"] as const) {
         if (req.need[fn]) parts.push({ name: `raw_${fn}`, query: windowAggregate(s, every, fn), as: fn });
@@ -273,7 +291,7 @@ export class ReadPath {
     windows: Map<string, Map<number, Partial>>,
   ): void {
     for (const [sensor = "", time = "", value = "", fieldName = ""] of rows) {
-      const key = part.as ?? (fieldName as keyof Partial);
+      const key = part.as ?? (fieldName as keyof Partial | "reading");
       const start = Math.floor(Date.parse(time) / stepMs) * stepMs;
       let bySensor = windows.get(sensor);
       if (bySensor === undefined) {
@@ -286,7 +304,13 @@ export class ReadPath {
         bySensor.set(start, w);
       }
       const x = Number(value);
-      if (key === "min") w.min = Math.min(w.min, x);
+      if (key === "reading") {
+        w.count++;
+        w.sum += x;
+        w.sumsq += x * x;
+        w.min = Math.min(w.min, x);
+        w.max = Math.max(w.max, x);
+      } else if (key === "min") w.min = Math.min(w.min, x);
       else if (key === "max") w.max = Math.max(w.max, x);
       else w[key] += x;
     }

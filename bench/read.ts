@@ -17,6 +17,7 @@ import { createInflux } from "../common/influx.js";
 import { createKafka, ensureTopics, withAdmin } from "../common/kafka.js";
 import { ingestSettings } from "../ingest/config.js";
 import { IngestWorker } from "../ingest/worker.js";
+import { benchDashboards, type DashboardBenchResult } from "./dashboards.js";
 import { type Env, isolatedEnv, kafkaFor, logger, READ_TOKEN, rawTopic } from "./support.js";
 
 const MIN = 60_000;
@@ -296,7 +297,7 @@ async function startApi(env: Env): Promise<{ url: string; close(): Promise<void>
 export async function runRead(
   services: Env,
   options: ReadOptions,
-): Promise<{ figures: ReadFigure[]; loaded: string[] }> {
+): Promise<{ figures: ReadFigure[]; panels: DashboardBenchResult[]; loaded: string[] }> {
   const now = Math.floor(Date.now() / MIN) * MIN;
   const start = now - options.days * DAY;
   const fleet = await isolatedEnv(services, "read");
@@ -309,7 +310,7 @@ export async function runRead(
   const loadedMany = await load(many, 10_000, now - HOUR, now, 10 * MIN);
   process.stderr.write("\n");
   return {
-    figures: await measureRead(fleet, many, now, options),
+    ...(await measureRead(fleet, many, now, options)),
     loaded: [
       `${loadedFleet.readings.toLocaleString("en-US")} readings (${options.sensors} sensors × ${options.days} days) in ${loadedFleet.seconds.toFixed(0)} s`,
       `${loadedMany.readings.toLocaleString("en-US")} readings (10,000 sensors × 1 hour) in ${loadedMany.seconds.toFixed(0)} s`,
@@ -326,9 +327,22 @@ export async function measureRead(
   many: Env,
   now: number,
   options: ReadOptions,
-): Promise<ReadFigure[]> {
+): Promise<{ figures: ReadFigure[]; panels: DashboardBenchResult[] }> {
   const start = now - options.days * DAY;
   const figures: ReadFigure[] = [];
+  let panels: DashboardBenchResult[] = [];
+  if (options.only === undefined || "dashboards".includes(options.only)) {
+    process.stderr.write("[bench read] every dashboard query\n");
+    const config = influxConfig(fleet);
+    panels = await benchDashboards({
+      influx: { url: config.url, token: config.token, org: config.org, bucket: config.bucket },
+      rangeStart: start,
+      rangeStop: now,
+      sensor: "sensor_1",
+      field: "temperature",
+      iterations: options.iterations,
+    });
+  }
   const api = await startApi(fleet);
   const manyApi = await startApi(many);
   try {
@@ -497,7 +511,7 @@ export async function measureRead(
         })),
       );
     }
-    if (options.only !== undefined && !"refused".includes(options.only)) return figures;
+    if (options.only !== undefined && !"refused".includes(options.only)) return { figures, panels };
     // A request over the limits: refused from the catalogue before any query.
     const t0 = performance.now();
     const refused = await fetch(
@@ -519,5 +533,5 @@ export async function measureRead(
     await api.close();
     await manyApi.close();
   }
-  return figures;
+  return { figures, panels };
 }

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureServices } from "../scripts/services/local.js";
 import { type RouteBench, runApi } from "./api.js";
+import type { DashboardBenchResult } from "./dashboards.js";
 import { runIngest, SENSORS } from "./ingest.js";
 import { runLatency } from "./latency.js";
 import { runLimits } from "./limits.js";
@@ -17,6 +18,8 @@ import { readOptions, runRead } from "./read.js";
 import { type Env, isolatedEnv } from "./support.js";
 
 const LATENCY_RATE = 2000;
+/** What a dashboard query may take (the read path's done-when). */
+const PANEL_BUDGET_MS = 500;
 const LATENCY_SECONDS = 15;
 
 function readingsOption(): number {
@@ -73,7 +76,7 @@ async function readBench(): Promise<void> {
   const began = Date.now();
   const loadBefore = loadavg()[0] as number;
   try {
-    const { figures, loaded } = await runRead(services.env as unknown as Env, options);
+    const { figures, panels, loaded } = await runRead(services.env as unknown as Env, options);
     const rows: Row[] = figures.map((f) => [
       f.name,
       `API p50 ${ms(f.api.p50)}, p99 ${ms(f.api.p99)}`,
@@ -88,6 +91,29 @@ async function readBench(): Promise<void> {
     process.stdout.write(`\n${loaded.join("\n")}\n${options.iterations} timed runs each, alternating\n`);
     process.stdout.write(`\n${format(header)}\n${widths.map((w) => "─".repeat(w)).join("─┼─")}\n`);
     for (const r of rows) process.stdout.write(`${format(r)}\n`);
+    const slowest = (p: DashboardBenchResult) => p.p99Ms;
+    const panelRows: Row[] = [...panels]
+      .sort((a, b) => slowest(b) - slowest(a))
+      .map((p) => [
+        `${p.dashboard}: ${p.panel}`,
+        `p50 ${ms(p.p50Ms)}, p99 ${ms(p.p99Ms)}${p.p99Ms > PANEL_BUDGET_MS ? ` (over ${PANEL_BUDGET_MS} ms)` : ""}`,
+        `${p.maxPointsPerSeries} of ${p.maxDataPoints}`,
+        p.tier,
+      ]);
+    if (panelRows.length > 0) {
+      const panelHeader: Row = [
+        "dashboard query (range)",
+        "InfluxDB",
+        "points/series of maxDataPoints",
+        "tier",
+      ];
+      const pw = panelHeader.map((_, i) =>
+        Math.max(...[panelHeader, ...panelRows].map((r) => r[i]?.length ?? 0)),
+      );
+      const pf = (r: Row) => r.map((c, i) => c.padEnd(pw[i] as number)).join(" │ ");
+      process.stdout.write(`\n${pf(panelHeader)}\n${pw.map((w) => "─".repeat(w)).join("─┼─")}\n`);
+      for (const r of panelRows) process.stdout.write(`${pf(r)}\n`);
+    }
     const took = (Date.now() - began) / 1000;
     process.stdout.write(
       `\n${cpus().length} CPUs, load average ${loadBefore.toFixed(1)} at start, ${(loadavg()[0] as number).toFixed(1)} at end, Node ${process.version}, ${took.toFixed(0)} s in all\n`,
@@ -95,12 +121,18 @@ async function readBench(): Promise<void> {
     await mkdir("bench-results", { recursive: true });
     await writeFile(
       join("bench-results", "read.json"),
-      `${JSON.stringify({ at: new Date().toISOString(), options, loaded, figures }, null, 2)}\n`,
+      `${JSON.stringify({ at: new Date().toISOString(), options, loaded, figures, panels }, null, 2)}\n`,
     );
     process.stdout.write("written to bench-results/read.json\n");
     const mismatched = figures.filter((f) => f.same !== "same numbers" && f.same !== "no query sent");
     if (mismatched.length > 0) {
       throw new Error(`answers differ: ${mismatched.map((f) => `${f.name}: ${f.same}`).join("; ")}`);
+    }
+    const overfull = panels.filter((p) => p.maxPointsPerSeries > p.maxDataPoints);
+    if (overfull.length > 0) {
+      throw new Error(
+        `dashboard queries return more points per series than their maxDataPoints: ${overfull.map((p) => `${p.dashboard}: ${p.panel} (${p.maxPointsPerSeries} > ${p.maxDataPoints})`).join("; ")}`,
+      );
     }
   } finally {
     await services.stop();

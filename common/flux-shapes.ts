@@ -584,27 +584,16 @@ function chainProblem(calls: Call[]): string | undefined {
   return `${first.name}() before any pushable aggregate`;
 }
 
-/**
- * Every `from()` chain of a Flux script that InfluxDB 2.7 would not run in storage, with why;
- * empty when the whole script reads storage through pushed-down shapes only.
- */
-export function pushdownProblems(flux: string): string[] {
-  const problems: string[] = [];
-  for (const m of flux.matchAll(/\bfrom\(/g)) {
-    const problem = chainProblem(chainAt(flux, m.index));
-    if (problem !== undefined) problems.push(problem);
-  }
-  return problems;
-}
-
 /** Aggregates InfluxDB 2.7 computes per group in storage after `group()` (PushDownGroupAggregateRule). */
 const GROUPED_PUSHABLE = new Set(["count", "sum", "max"]);
 
 /**
- * `pushdownProblems`, also accepting `group(columns: [tags]) |> count()|sum()|max()` right after the
- * filters: storage adds up within each group (ReadGroupAggregate), one table per group.
+ * Every `from()` chain of a Flux script that InfluxDB 2.7 would not run in storage, with why;
+ * empty when the whole script reads storage through pushed-down shapes only. Besides the window
+ * and bare aggregates, `group(columns: [tags]) |> count()|sum()|max()` right after the filters is
+ * run in storage too: it adds up within each group (ReadGroupAggregate), one table per group.
  */
-export function pushdownProblemsWithGroups(flux: string): string[] {
+export function pushdownProblems(flux: string): string[] {
   const problems: string[] = [];
   for (const m of flux.matchAll(/\bfrom\(/g)) {
     const calls = chainAt(flux, m.index);

@@ -237,6 +237,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         stop,
         need: needOf(plan.fns),
         tiers: choice.tiers,
+        series: plan.sensors?.length ?? ctx.catalogue.sensorsIn(start, stop),
       }),
       quantiles.length > 0
         ? quantileWindows(plan, quantiles)
@@ -259,6 +260,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
       stop,
       need: { count: true, sum: false, sumsq: false, min: false, max: false },
       tiers: states.filter((t) => (stop - start) % t.ms === 0).sort((a, b) => b.ms - a.ms),
+      series: plan.sensors?.length ?? ctx.catalogue.sensorsIn(start, stop),
     });
     let points = 0;
     for (const bySensor of counted.windows.values()) for (const w of bySensor.values()) points += w.count;
