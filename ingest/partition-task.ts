@@ -56,6 +56,12 @@ export interface RuleSet {
   rules: AlertRule[];
   /** Rules that exist but are disabled (a rule in neither list was deleted). */
   disabled?: AlertRule[];
+  /**
+   * By rule id, the Kafka timestamp of the rule's latest record in alert-rules (a tombstone's too):
+   * when the change was made. What a rule change writes is stamped with it, not with the clock of
+   * the worker applying it, so a retry or a replay of the change rewrites the same points.
+   */
+  changedAt?: ReadonlyMap<string, number>;
 }
 
 export const NO_RULES: RuleSet = { version: 0, rules: [] };
@@ -374,9 +380,11 @@ export class PartitionTask {
 
   /**
    * Brings the alert state in line with a changed rule set: open alerts of deleted or disabled rules,
-   * or of rules re-targeted away from their sensor or field, are resolved (at `now`, the wall-clock
-   * time the change is applied, recorded with the state in the same transaction), severity changes
-   * are recorded, and state that no longer belongs to a rule is dropped (tombstoned).
+   * or of rules re-targeted away from their sensor or field, are resolved, severity changes are
+   * recorded, and state that no longer belongs to a rule is dropped (tombstoned). Those records are
+   * timed by the rule record that made the change (`changedAt`), so applying the same change to the
+   * same state again (a tick or batch retried after a failed commit, a restore) writes the same
+   * points; `now` only when that time is unknown (a tombstone already compacted away).
    */
   private applyRules(rules: RuleSet, now: number, out: BatchOutput, source: number): void {
     const enabled = new Map(rules.rules.map((r) => [r.id, r]));
@@ -384,7 +392,8 @@ export class PartitionTask {
     for (const [ruleId, byRule] of this.alerts) {
       const rule = enabled.get(ruleId) ?? disabled.get(ruleId);
       for (const [sensorId, state] of byRule) {
-        const change = applyRuleChange(ruleId, rule, disabled.has(ruleId), sensorId, state, now);
+        const at = rules.changedAt?.get(ruleId) ?? now;
+        const change = applyRuleChange(ruleId, rule, disabled.has(ruleId), sensorId, state, at);
         if (change.transition !== undefined) {
           this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
           this.emit(change.transition, out, source);

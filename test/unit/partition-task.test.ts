@@ -475,6 +475,47 @@ describe("PartitionTask", () => {
       expect(later.transitions.map((t) => [t.state, t.rule.severity])).toEqual([["resolved", "critical"]]);
     });
 
+    it("a rule change's records are stamped with the rule record's time, so a retry from the same state rewrites the same points", () => {
+      const RULE_RECORD_AT = NOW + 30_000;
+      const changes = [
+        { version: 2, rules: [], changedAt: new Map([["hot", RULE_RECORD_AT]]) },
+        {
+          version: 2,
+          rules: [hotRule({ severity: "critical", version: 2 })],
+          changedAt: new Map([["hot", RULE_RECORD_AT]]),
+        },
+      ];
+      for (const change of changes) {
+        const task = new PartitionTask(CONFIG);
+        task.process([message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE })], NOW, {
+          version: 1,
+          rules: [hotRule()],
+        });
+        const log = task.takeChangelog();
+        // The same state, the change applied at two wall-clock times (a tick and its retry after a failed commit).
+        const attempts = [CHANGED_AT, CHANGED_AT + 5_000, CHANGED_AT + 3_600_000].map((at, i) => {
+          const retry = new PartitionTask(CONFIG);
+          for (const e of log) retry.restore(e.key, e.value);
+          return i % 2 === 0 ? retry.process([], at, change) : retry.tick(at, change);
+        });
+        const lines = attempts.map((out) => alertLines(out).map((l) => l.line));
+        expect(lines[0]).toHaveLength(1);
+        expect(lines[1]).toEqual(lines[0]);
+        expect(lines[2]).toEqual(lines[0]);
+        expect(attempts[0]?.transitions[0]?.time).toBe(RULE_RECORD_AT);
+      }
+    });
+
+    it("a rule record older than the episode stamps the change at the episode's start, never before it", () => {
+      const task = firing();
+      const out = task.process([], CHANGED_AT, {
+        version: 2,
+        rules: [],
+        changedAt: new Map([["hot", MINUTE - 60_000]]),
+      });
+      expect(out.transitions.map((t) => [t.state, t.time])).toEqual([["resolved", MINUTE]]);
+    });
+
     it("the memory of what an alert fired under survives a restore from the changelog", () => {
       const task = new PartitionTask(CONFIG);
       task.process([message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE })], NOW, {
