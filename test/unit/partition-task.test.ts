@@ -661,4 +661,98 @@ describe("PartitionTask", () => {
     expect(out.deadLetters.map((d) => d.index)).toEqual([0, 1]);
     expect(task.takeChangelog()).toEqual([]);
   });
+
+  describe("the state TTL", () => {
+    const TTL = 600_000;
+    const TTL_CONFIG: TaskConfig = {
+      ...CONFIG,
+      stateTtlMs: TTL,
+      windows: { ...CONFIG.windows, idleMs: 5_000 },
+    };
+    const replay = (log: ChangelogEntry[]) => {
+      const task = new PartitionTask(TTL_CONFIG);
+      for (const e of log) task.restore(e.key, e.value);
+      return task;
+    };
+
+    it("state does not grow with invented field and sensor names once they are silent past the TTL", () => {
+      const task = new PartitionTask(TTL_CONFIG);
+      const log: ChangelogEntry[] = [];
+      for (let round = 0; round < 30; round++) {
+        const now = NOW + round * TTL;
+        task.process(
+          [
+            message({
+              sensor_id: "s1",
+              temperature: 20,
+              [`invented_${round}`]: round,
+              timestamp: MINUTE + round,
+            }),
+            message({ sensor_id: `x${round}`, temperature: 20, timestamp: MINUTE + round }),
+          ],
+          now,
+          { version: 1, rules: [hotRule()] },
+        );
+        task.tick(now, { version: 1, rules: [hotRule()] });
+        log.push(...task.takeChangelog());
+        // This round's fields and sensors only: s1's temperature and invented field, x<round>'s temperature.
+        expect(task.stateSize.detectors, `round ${round}`).toBe(3);
+        expect([...task.sensors()].sort(), `round ${round}`).toEqual(["s1", `x${round}`]);
+      }
+      expect(task.stateSize.windows).toBeLessThanOrEqual(4);
+      const restored = replay(log);
+      expect([...restored.sensors()].sort()).toEqual(["s1", "x29"]);
+      expect(restored.stateSize).toEqual(task.stateSize);
+    });
+
+    it("tombstones what expires, keeps a firing alert, and a restored task expires on the same deadlines", () => {
+      const task = new PartitionTask(TTL_CONFIG);
+      const rules = { version: 1, rules: [hotRule()] };
+      task.process(
+        [
+          message({ sensor_id: "hot_1", temperature: 30, timestamp: MINUTE }),
+          message({ sensor_id: "cool_1", temperature: 20, timestamp: MINUTE }),
+        ],
+        NOW,
+        rules,
+      );
+      const log = task.takeChangelog();
+      // Restored before expiry: nothing is due a moment before the TTL, everything at it.
+      const restored = replay(log);
+      // (The idle close has emitted and dropped the windows by then; the rest of the state stays.)
+      restored.tick(NOW + TTL - 1, rules);
+      expect(restored.takeChangelog().filter((e) => e.value === null && !e.key.startsWith("w"))).toEqual([]);
+      expect([...restored.sensors()].sort()).toEqual(["cool_1", "hot_1"]);
+
+      const expired = task.tick(NOW + TTL, rules);
+      // The windows still open (no tick closed them idle here) are emitted before they go.
+      expect(expired.windows.map((w) => w.sensor_id).sort()).toEqual(["cool_1", "hot_1"]);
+      const entries = task.takeChangelog();
+      const tombstones = entries
+        .filter((e) => e.value === null)
+        .map((e) => e.key.split("\u001f").slice(0, 2).join("|"));
+      expect(new Set(tombstones)).toEqual(
+        new Set(["d|hot_1", "d|cool_1", "t|hot_1", "t|cool_1", "a|hot", "w|hot_1", "w|cool_1"]),
+      );
+      expect(entries.find((e) => e.key === "a\u001fhot\u001fcool_1")?.value).toBeNull();
+      expect(entries.some((e) => e.key === "a\u001fhot\u001fhot_1")).toBe(false);
+      expect([...task.sensors()]).toEqual(["hot_1"]);
+
+      // The restored task (whose windows the idle close already dropped) expires the rest alike.
+      restored.tick(NOW + TTL, rules);
+      const notWindows = (log: ChangelogEntry[]) =>
+        log.filter((e) => !e.key.startsWith("w")).sort((a, b) => (a.key < b.key ? -1 : 1));
+      expect(notWindows(restored.takeChangelog())).toEqual(notWindows(entries));
+      const afterAll = replay([...log, ...entries]);
+      expect([...afterAll.sensors()]).toEqual(["hot_1"]);
+      expect(afterAll.stateSize).toEqual({ detectors: 0, windows: 0 });
+      // The firing alert still resolves when its sensor comes back.
+      const back = afterAll.process(
+        [message({ sensor_id: "hot_1", temperature: 10, timestamp: MINUTE + 3_600_000 })],
+        NOW + TTL + 1,
+        rules,
+      );
+      expect(back.transitions.map((t) => t.state)).toEqual(["resolved"]);
+    });
+  });
 });
