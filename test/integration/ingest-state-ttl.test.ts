@@ -6,6 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { topicConfig, withAdmin } from "../../common/kafka.js";
 import { changelogTopic } from "../../common/topics.js";
 import { ingestSettings } from "../../ingest/config.js";
 import { restorePartitions } from "../../ingest/restore.js";
@@ -71,6 +72,19 @@ describe("state TTL: a silent sensor's state is dropped and stays dropped after 
 
   afterAll(async () => {
     await worker?.stop();
+  });
+
+  it("the worker created its changelog compacted, with segments that roll and a ratio at which compaction runs", async () => {
+    const settings = ingestSettings(env);
+    const topic = changelogTopic(settings.kafka.topicPrefix, settings.groupId);
+    const config = await withAdmin(kafkaFor(env), (admin) =>
+      topicConfig(admin, topic, ["cleanup.policy", "segment.ms", "min.cleanable.dirty.ratio"]),
+    );
+    expect(config).toEqual({
+      "cleanup.policy": "compact",
+      "segment.ms": "600000",
+      "min.cleanable.dirty.ratio": "0.1",
+    });
   });
 
   it("drops the silent sensor's state, tombstoned so that a restarted worker's restore has no entry for it", async () => {
