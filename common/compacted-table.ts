@@ -24,6 +24,8 @@ export interface RowMeta {
 export class CompactedTable<T> {
   private readonly rows = new Map<string, T>();
   private readonly meta = new Map<string, RowMeta>();
+  /** The Kafka timestamp of each key's latest applied record, tombstones included. */
+  private readonly changed = new Map<string, number>();
   private readonly consumed = new Map<number, bigint>();
   private readonly waiters = new Set<() => void>();
   private consumer: Consumer | undefined;
@@ -52,7 +54,8 @@ export class CompactedTable<T> {
         autoCommit: false,
         eachMessage: async ({ partition, message }) => {
           const key = message.key?.toString();
-          if (key !== undefined) this.apply(key, message.value, message.headers, message.offset);
+          if (key !== undefined)
+            this.apply(key, message.value, message.headers, message.offset, Number(message.timestamp));
           this.consumed.set(partition, BigInt(message.offset) + 1n);
           for (const wake of this.waiters) wake();
         },
@@ -71,6 +74,7 @@ export class CompactedTable<T> {
     value: Buffer | null,
     rawHeaders: Record<string, unknown> | undefined,
     offset: string,
+    timestamp: number,
   ): void {
     const headers: Record<string, string> = {};
     for (const [name, v] of Object.entries(rawHeaders ?? {})) {
@@ -95,6 +99,7 @@ export class CompactedTable<T> {
       }
       this.rows.set(key, row);
     }
+    if (Number.isFinite(timestamp)) this.changed.set(key, timestamp);
     if (version !== undefined && Number.isInteger(version))
       this.meta.set(key, { version, revision: headers.revision, deleted: value === null, headers });
     else this.meta.delete(key);
@@ -104,6 +109,14 @@ export class CompactedTable<T> {
   /** The version headers behind a key's current state, or undefined when it has none. */
   metaOf(key: string): RowMeta | undefined {
     return this.meta.get(key);
+  }
+
+  /**
+   * When each key last changed: the Kafka timestamp of its latest applied record (a tombstone's
+   * too, so a deleted key keeps it). Every reader sees the same times for the same log.
+   */
+  changeTimes(): ReadonlyMap<string, number> {
+    return new Map(this.changed);
   }
 
   /** Records in the topic not applied yet (0 when caught up), from the topic's current end offsets. */

@@ -163,6 +163,21 @@ export async function ensureChangelogTopic(
 /** ConfigResourceTypes.TOPIC: kafkajs's CommonJS build does not offer that enum to ES modules. */
 const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
 
+/** A topic's settings `names`, as the broker reports them (name → value). */
+export async function topicConfig(
+  admin: Admin,
+  topic: string,
+  names: string[],
+): Promise<Record<string, string>> {
+  const described = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [{ type: TOPIC_RESOURCE, name: topic, configNames: names }],
+  });
+  return Object.fromEntries(
+    (described.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]),
+  );
+}
+
 /** The smallest `max.message.bytes` of `topics`: the largest message all of them take. */
 export async function maxMessageBytes(admin: Admin, topics: string[]): Promise<number> {
   const described = await admin.describeConfigs({

@@ -153,8 +153,8 @@ function fire(rule: AlertRule, sensorId: string, s: AlertState, o: Observation):
 }
 
 /**
- * What a rule change does to an alert of `ruleId` for `sensorId` (state `s`) as of wall-clock
- * `now`: `rule` is the rule now (undefined when deleted), `disabled` whether it is disabled. A
+ * What a rule change does to an alert of `ruleId` for `sensorId` (state `s`), made at `changedAt`
+ * (the rule record's time; the records written are timed by it): `rule` is the rule now (undefined when deleted), `disabled` whether it is disabled. A
  * firing alert whose rule was deleted or disabled, or no longer watches the sensor or the field it
  * fired on, is resolved, the message saying why; one whose severity changed gets one
  * severity_changed record and fires on. Returns `drop` when the state no longer belongs to the rule.
@@ -165,7 +165,7 @@ export function applyRuleChange(
   disabled: boolean,
   sensorId: string,
   s: AlertState,
-  now: number,
+  changedAt: number,
 ): { transition?: Transition; drop: boolean } {
   const fired = s.fired;
   const gone = rule === undefined || disabled;
@@ -173,7 +173,9 @@ export function applyRuleChange(
     !gone && fired !== undefined && (rule.field !== fired.field || !selects(rule, sensorId, fired.tags));
   if (s.status !== "firing" || fired === undefined) return { drop: gone };
   const ref: RuleRef = rule ?? { id: ruleId, name: fired.name, severity: fired.severity };
-  const base = { sensorId, time: now, value: fired.value, threshold: fired.threshold };
+  // Never before the episode began (a rule record can predate a firing it had not reached yet).
+  const time = Math.max(changedAt, s.since);
+  const base = { sensorId, time, value: fired.value, threshold: fired.threshold };
   if (gone || retargeted) {
     const reason: TransitionReason = gone ? (disabled ? "rule_disabled" : "rule_deleted") : "rule_retargeted";
     const why =
@@ -183,7 +185,7 @@ export function applyRuleChange(
           ? "rule deleted"
           : "rule disabled";
     s.status = "ok";
-    s.since = now;
+    s.since = time;
     s.fired = undefined;
     return {
       transition: {

@@ -1,5 +1,6 @@
 import { bool, influxConfig, kafkaConfig, num, str } from "../common/config.js";
 import { DEFAULT_LIMITS } from "../common/reading.js";
+import { DEFAULT_STATE_TTL_MS } from "./partition-task.js";
 import { DEFAULT_WINDOWS } from "./windows.js";
 import type { WorkerOptions } from "./worker.js";
 
@@ -35,6 +36,11 @@ export function ingestSettings(env: Env = process.env): IngestSettings {
     metricsHost: str(env, "INGEST_METRICS_HOST", "127.0.0.1"),
     pipelineIntervalMs: num(env, "INGEST_PIPELINE_INTERVAL_MS", 10_000, { min: 100, integer: true }),
     task: {
+      stateTtlMs: num(env, "STATE_TTL_MS", DEFAULT_STATE_TTL_MS, {
+        min: 1000,
+        max: 365 * 86_400_000,
+        integer: true,
+      }),
       detectors: {
         delta: { threshold: num(env, "ANOMALY_DELTA_THRESHOLD", 5, { min: 0 }) },
         zscore: {

@@ -50,6 +50,11 @@ export interface FieldState {
   n: number;
   /** Event time of the latest reading fed in (absent before the first, and in older checkpoints). */
   lastTime?: number;
+  /**
+   * Wall-clock arrival of the latest reading fed in, for the state TTL (set by the partition task;
+   * absent in older checkpoints).
+   */
+  seenAt?: number;
 }
 
 export interface Anomaly {

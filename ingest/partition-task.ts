@@ -43,7 +43,15 @@ export interface TaskConfig {
   detectors: DetectorConfig;
   windows: WindowConfig;
   limits: ReadingLimits;
+  /**
+   * Wall-clock silence after which a sensor's state (windows, clock, alert states not firing and
+   * not awaiting a deadman), or a field's detector state, is dropped. Default DEFAULT_STATE_TTL_MS.
+   */
+  stateTtlMs?: number;
 }
+
+/** Seven days: a sensor silent that long starts afresh when it comes back. */
+export const DEFAULT_STATE_TTL_MS = 7 * 86_400_000;
 
 export interface InputMessage {
   value: Buffer | null;
@@ -56,6 +64,12 @@ export interface RuleSet {
   rules: AlertRule[];
   /** Rules that exist but are disabled (a rule in neither list was deleted). */
   disabled?: AlertRule[];
+  /**
+   * By rule id, the Kafka timestamp of the rule's latest record in alert-rules (a tombstone's too):
+   * when the change was made. What a rule change writes is stamped with it, not with the clock of
+   * the worker applying it, so a retry or a replay of the change rewrites the same points.
+   */
+  changedAt?: ReadonlyMap<string, number>;
 }
 
 export const NO_RULES: RuleSet = { version: 0, rules: [] };
@@ -102,6 +116,9 @@ export function emptyBatchOutput(): BatchOutput {
 
 const SEP = "\u001f";
 const META_KEY = "meta";
+const DETECTOR_KEY = `d${SEP}`;
+/** State-TTL timer keys: a sensor (its clock's `seen`); a field's detector key stands for itself. */
+const SENSOR_TTL_KEY = `s${SEP}`;
 
 export class PartitionTask {
   private maxEventTime = Number.NEGATIVE_INFINITY;
@@ -120,6 +137,10 @@ export class PartitionTask {
   private ruleById = new Map<string, AlertRule>();
   /** Wall-clock deadman deadlines by alert key; rebuilt from the alert states on a rule change. */
   private readonly deadmen = new TimerQueue();
+  /** State-TTL deadlines of sensors and of fields' detector states; rebuilt after a restore. */
+  private readonly expiry = new TimerQueue();
+  private expiryStale = false;
+  private readonly ttlMs: number;
   private readonly dirty = new Set<string>();
 
   /** `partition` labels the rollup progress this task writes. */
@@ -128,6 +149,7 @@ export class PartitionTask {
     private readonly partition = 0,
   ) {
     this.windows = new WindowStore(config.windows);
+    this.ttlMs = config.stateTtlMs ?? DEFAULT_STATE_TTL_MS;
   }
 
   process(messages: InputMessage[], now: number, rules: RuleSet = NO_RULES): BatchOutput {
@@ -139,6 +161,7 @@ export class PartitionTask {
       this.emitWindow(w, out, source);
     };
     if (rules.version !== this.rulesVersion) this.applyRules(rules, now, out, 0);
+    this.rebuildExpiry(now);
     for (let index = 0; index < messages.length; index++) {
       source = index;
       const parsed = parseReading((messages[index] as InputMessage).value, now, this.config.limits);
@@ -153,9 +176,10 @@ export class PartitionTask {
         source: index,
       });
 
+      this.expiry.set(SENSOR_TTL_KEY + sensorId, now + this.ttlMs);
       const flagged: Record<string, Anomaly[]> = {};
       for (const field in fields) {
-        const key = `d${SEP}${sensorId}${SEP}${field}`;
+        const key = `${DETECTOR_KEY}${sensorId}${SEP}${field}`;
         let state = this.detectors.get(key);
         if (state === undefined) {
           state = newFieldState();
@@ -163,6 +187,8 @@ export class PartitionTask {
         }
         const found = detectInOrder(state, time, fields[field] as number, this.config.detectors);
         if (found === undefined) continue; // out of order for this sensor and field: stored only
+        state.seenAt = now;
+        this.expiry.set(key, now + this.ttlMs);
         this.dirty.add(key);
         if (found.length > 0) flagged[field] = found;
         for (const anomaly of found) {
@@ -239,16 +265,70 @@ export class PartitionTask {
       this.emitWindow(w, out, 0);
     });
     this.fireDeadmen(now, out);
+    this.expire(now, () => emitted++, out);
     if (emitted > 0) this.emitProgress(out, 0, now);
     return out;
   }
 
+  /**
+   * The state TTL, a named wall-clock timer like the idle close: a field silent for stateTtlMs
+   * loses its detector state; a sensor silent that long loses its windows (any still open are
+   * emitted first), its clock and its alert states, except an alert that is firing (its end still
+   * has to be told) or a deadman awaiting its deadline. Dropped entries are tombstoned in the
+   * changelog the tick commits, so a restore does not bring them back and a replay after it starts
+   * from the state without them. Sensors that come back start afresh.
+   */
+  private expire(now: number, counted: () => void, out: BatchOutput): void {
+    this.rebuildExpiry(now);
+    for (const key of this.expiry.due(now)) {
+      if (key.startsWith(DETECTOR_KEY)) {
+        const state = this.detectors.get(key);
+        if (state === undefined) continue;
+        const due = (state.seenAt ?? now) + this.ttlMs;
+        if (due > now) this.expiry.set(key, due);
+        else {
+          this.detectors.delete(key);
+          this.dirty.add(key);
+        }
+        continue;
+      }
+      const sensorId = key.slice(SENSOR_TTL_KEY.length);
+      const seen = this.windows.seenOf(sensorId);
+      if (seen !== undefined && seen + this.ttlMs > now) {
+        this.expiry.set(key, seen + this.ttlMs);
+        continue;
+      }
+      this.windows.forget(sensorId, (w) => {
+        counted();
+        this.emitWindow(w, out, 0);
+      });
+      for (const [ruleId, byRule] of this.alerts) {
+        const state = byRule.get(sensorId);
+        if (state === undefined || state.status === "firing") continue;
+        if (this.deadmen.has(`${ruleId}${SEP}${sensorId}`)) continue;
+        byRule.delete(sensorId);
+        this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+        if (byRule.size === 0) this.alerts.delete(ruleId);
+      }
+    }
+  }
+
+  /** After a restore: TTL deadlines from the restored state (a field with no arrival time counts from `now`). */
+  private rebuildExpiry(now: number): void {
+    if (!this.expiryStale) return;
+    this.expiryStale = false;
+    for (const [sensorId, seen] of this.windows.sensorsSeen())
+      this.expiry.set(SENSOR_TTL_KEY + sensorId, seen + this.ttlMs);
+    for (const [key, state] of this.detectors) this.expiry.set(key, (state.seenAt ?? now) + this.ttlMs);
+  }
+
   /** The earliest wall-clock time a tick has something to do (undefined: nothing scheduled). */
   nextDeadline(): number | undefined {
-    const idle = this.windows.nextIdleDeadline();
-    const deadman = this.deadmen.next();
-    if (idle === undefined) return deadman;
-    return deadman === undefined ? idle : Math.min(idle, deadman);
+    if (this.expiryStale) return Number.NEGATIVE_INFINITY; // rebuilt by the next tick
+    const due = [this.windows.nextIdleDeadline(), this.deadmen.next(), this.expiry.next()].filter(
+      (d): d is number => d !== undefined,
+    );
+    return due.length === 0 ? undefined : Math.min(...due);
   }
 
   /** True when the rule set differs from the one the state was last brought in line with. */
@@ -374,9 +454,11 @@ export class PartitionTask {
 
   /**
    * Brings the alert state in line with a changed rule set: open alerts of deleted or disabled rules,
-   * or of rules re-targeted away from their sensor or field, are resolved (at `now`, the wall-clock
-   * time the change is applied, recorded with the state in the same transaction), severity changes
-   * are recorded, and state that no longer belongs to a rule is dropped (tombstoned).
+   * or of rules re-targeted away from their sensor or field, are resolved, severity changes are
+   * recorded, and state that no longer belongs to a rule is dropped (tombstoned). Those records are
+   * timed by the rule record that made the change (`changedAt`), so applying the same change to the
+   * same state again (a tick or batch retried after a failed commit, a restore) writes the same
+   * points; `now` only when that time is unknown (a tombstone already compacted away).
    */
   private applyRules(rules: RuleSet, now: number, out: BatchOutput, source: number): void {
     const enabled = new Map(rules.rules.map((r) => [r.id, r]));
@@ -384,7 +466,8 @@ export class PartitionTask {
     for (const [ruleId, byRule] of this.alerts) {
       const rule = enabled.get(ruleId) ?? disabled.get(ruleId);
       for (const [sensorId, state] of byRule) {
-        const change = applyRuleChange(ruleId, rule, disabled.has(ruleId), sensorId, state, now);
+        const at = rules.changedAt?.get(ruleId) ?? now;
+        const change = applyRuleChange(ruleId, rule, disabled.has(ruleId), sensorId, state, at);
         if (change.transition !== undefined) {
           this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
           this.emit(change.transition, out, source);
@@ -427,8 +510,9 @@ export class PartitionTask {
           key,
           value: JSON.stringify({ maxEventTime: this.maxEventTime, nextOffset: this.nextOffset.toString() }),
         });
-      } else if (key.startsWith(`d${SEP}`)) {
-        entries.push({ key, value: JSON.stringify(this.detectors.get(key)) });
+      } else if (key.startsWith(DETECTOR_KEY)) {
+        const state = this.detectors.get(key);
+        entries.push({ key, value: state === undefined ? null : JSON.stringify(state) });
       } else if (key.startsWith(`a${SEP}`)) {
         const [, ruleId = "", sensorId = ""] = key.split(SEP);
         const state = this.alerts.get(ruleId)?.get(sensorId);
@@ -442,6 +526,7 @@ export class PartitionTask {
 
   /** Applies one changelog record (in log order) while rebuilding the state. */
   restore(key: string, value: string | null): void {
+    this.expiryStale = true;
     if (key === META_KEY) {
       if (value !== null) {
         const meta = JSON.parse(value) as { maxEventTime: number | null; nextOffset?: string };
@@ -469,5 +554,14 @@ export class PartitionTask {
 
   get stateSize(): { detectors: number; windows: number } {
     return { detectors: this.detectors.size, windows: this.windows.size };
+  }
+
+  /** Every sensor this state holds anything of (detectors, alert states, windows or clock). */
+  sensors(): Set<string> {
+    const out = new Set<string>();
+    for (const key of this.detectors.keys()) out.add(key.split(SEP)[1] ?? "");
+    for (const byRule of this.alerts.values()) for (const sensorId of byRule.keys()) out.add(sensorId);
+    for (const [sensorId] of this.windows.sensorsSeen()) out.add(sensorId);
+    return out;
   }
 }

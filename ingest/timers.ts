@@ -26,6 +26,11 @@ export class TimerQueue {
     }
   }
 
+  /** True when `key` has a deadline. */
+  has(key: string): boolean {
+    return this.deadlines.has(key);
+  }
+
   delete(key: string): void {
     this.deadlines.delete(key);
   }

@@ -260,6 +260,38 @@ export class WindowStore {
     }
   }
 
+  /** Every sensor with a clock here, and the wall-clock time of its latest reading. */
+  *sensorsSeen(): Iterable<[string, number]> {
+    for (const [sensorId, clock] of this.clocks) yield [sensorId, clock.seen];
+  }
+
+  /** The wall-clock time of the sensor's latest reading, if it has a clock here. */
+  seenOf(sensorId: string): number | undefined {
+    return this.clocks.get(sensorId)?.seen;
+  }
+
+  /**
+   * Forgets a sensor (the state TTL): its windows still open are emitted first, then all its
+   * windows and its clock are dropped and tombstoned.
+   */
+  forget(sensorId: string, emit: (w: Window) => void): void {
+    const mine = this.windows.get(sensorId);
+    const clock = this.clocks.get(sensorId);
+    if (mine !== undefined && clock !== undefined) {
+      for (const [key, w] of mine) {
+        if (w.emitted === 0) {
+          w.emitted = 1;
+          emit(w);
+        }
+        this.drop(sensorId, mine, key, w, clock);
+      }
+    }
+    this.windows.delete(sensorId);
+    this.clocks.delete(sensorId);
+    this.idle.delete(sensorId);
+    this.dirtySensors.add(sensorId);
+  }
+
   /** The earliest wall-clock time at which `sweepIdle` has something to do, if any. */
   nextIdleDeadline(): number | undefined {
     this.rebuildIdleTimers();
@@ -308,7 +340,8 @@ export class WindowStore {
       entries.push({ key: WINDOW_KEY + full, value: stored === undefined ? null : JSON.stringify(stored) });
     }
     for (const sensorId of this.dirtySensors) {
-      entries.push({ key: SENSOR_KEY + sensorId, value: JSON.stringify(this.clocks.get(sensorId)) });
+      const clock = this.clocks.get(sensorId);
+      entries.push({ key: SENSOR_KEY + sensorId, value: clock === undefined ? null : JSON.stringify(clock) });
     }
     this.dirtyWindows.clear();
     this.dirtySensors.clear();

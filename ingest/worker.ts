@@ -306,8 +306,8 @@ export class IngestWorker {
   }
 
   /**
-   * The enabled rules (and the disabled ones, whose open alerts are resolved), rebuilt only when
-   * the alert-rules table changed. Sorted for a stable order.
+   * The enabled rules (and the disabled ones, whose open alerts are resolved) with the time each
+   * rule last changed, rebuilt only when the alert-rules table changed. Sorted for a stable order.
    */
   private currentRules(): RuleSet {
     if (this.ruleSet.version !== this.rules.version) {
@@ -316,6 +316,7 @@ export class IngestWorker {
         version: this.rules.version,
         rules: all.filter((r) => r.enabled !== false),
         disabled: all.filter((r) => r.enabled === false),
+        changedAt: this.rules.changeTimes(),
       };
     }
     return this.ruleSet;

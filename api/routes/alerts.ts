@@ -1,6 +1,6 @@
 /**
- * GET /v1/alerts — alert history (firing and resolved transitions), oldest (or newest) first, filtered by sensor,
- * rule, severity, state and time, cursor-paginated.
+ * GET /v1/alerts — alert history (firing, resolved and severity_changed records), oldest (or newest)
+ * first, filtered by sensor, rule, severity, state and time, cursor-paginated.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { flux, type ParameterizedQuery } from "@influxdata/influxdb-client";
@@ -22,11 +22,20 @@ import { problemResponses } from "../problem.js";
 import type { RouteContext } from "../server.js";
 
 const SEVERITIES = ["info", "warning", "critical"] as const;
-const STATES = ["firing", "resolved"] as const;
+const STATES = ["firing", "resolved", "severity_changed"] as const;
+/** Why a record was written when it was not the rule's condition itself (see ingest/alerting.ts). */
+const REASONS = ["rule_deleted", "rule_disabled", "rule_retargeted", "severity_changed"] as const;
 const KEYS = ["rule_id", "sensor_id", "severity", "state"] as const;
 
 const Severity = StringEnum(SEVERITIES);
-const State = StringEnum(STATES);
+const State = StringEnum(STATES, {
+  description:
+    "firing: the alert started; resolved: it ended; severity_changed: its rule's severity changed while it fired (it fires on, under the new severity)",
+});
+const Reason = StringEnum(REASONS, {
+  description:
+    "Present when a rule change, not the condition, wrote the record: the rule was deleted, disabled or retargeted away from this sensor or field (resolved), or its severity changed (severity_changed)",
+});
 
 const Alert = Type.Object({
   time: Type.String({ format: "date-time", description: "When the alert changed to this state" }),
@@ -37,6 +46,7 @@ const Alert = Type.Object({
   value: Type.Union([Type.Number(), Type.Null()], { description: "The value that triggered the change" }),
   threshold: Type.Union([Type.Number(), Type.Null()]),
   message: Type.String(),
+  reason: Type.Optional(Reason),
 });
 
 const Query = Type.Object({
@@ -52,7 +62,7 @@ const Query = Type.Object({
   severity: Type.Optional(
     Type.Array(Severity, { maxItems: SEVERITIES.length, description: "Repeat for several; omit for all" }),
   ),
-  state: Type.Optional({ ...State, description: "Only firing or only resolved transitions; omit for both" }),
+  state: Type.Optional({ ...State, description: "Only records of this state; omit for all" }),
   start: Type.Optional({
     ...TimeParam,
     description: `${TimeParam.description}. Start of the range (inclusive); default: an hour before stop`,
@@ -75,6 +85,8 @@ const Response = Type.Object({
 });
 
 const numberOrNull = (v: unknown) => (typeof v === "number" && !Number.isNaN(v) ? v : null);
+const isReason = (v: unknown): v is (typeof REASONS)[number] =>
+  typeof v === "string" && (REASONS as readonly string[]).includes(v);
 
 export function alertsRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -124,6 +136,7 @@ export function alertsRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
             value: numberOrNull(p.value),
             threshold: numberOrNull(p.threshold),
             message: typeof p.message === "string" ? p.message : "",
+            ...(isReason(p.reason) ? { reason: p.reason } : {}),
           })),
           next_cursor: page.nextCursor,
         };

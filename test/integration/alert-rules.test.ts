@@ -16,6 +16,7 @@ import {
   isolatedEnv,
   type Outgoing,
   produce,
+  READ_TOKEN,
   sendJson,
   startApi,
   startWorker,
@@ -339,5 +340,102 @@ describe("alert rules change live in a running worker", () => {
       "firing",
       "resolved",
     ]);
+  });
+});
+
+describe("a severity change mid-episode, read back through /v1/alerts", () => {
+  let env: Env;
+  let api: Awaited<ReturnType<typeof startApi>>;
+  let worker: Awaited<ReturnType<typeof startWorker>>;
+  let sent = 0;
+  // Near now: a rule change is stamped when it was made, so the episode and the change share a range.
+  const start = Date.now() - 60_000;
+  const send = async (value: number) => {
+    await produce(env, [
+      {
+        key: "sev_1",
+        value: JSON.stringify({ sensor_id: "sev_1", temperature: value, timestamp: start + sent * 1000 }),
+      },
+    ]);
+    sent++;
+    await drained(env, sent);
+  };
+  interface ApiAlert {
+    time: string;
+    rule_id: string;
+    sensor_id: string;
+    severity: string;
+    state: string;
+    reason?: string;
+    message: string;
+  }
+  const alerts = async (query = "") => {
+    const res = await fetch(
+      `${api.url}/v1/alerts?start=${new Date(start - 60_000).toISOString()}&stop=${new Date(Date.now() + 60_000).toISOString()}${query}`,
+      { headers: { authorization: `Bearer ${READ_TOKEN}` } },
+    );
+    return { status: res.status, body: (await res.json()) as { alerts: ApiAlert[] } };
+  };
+
+  beforeAll(async () => {
+    env = await isolatedEnv("rules-severity");
+    api = await startApi(env);
+    worker = await startWorker(env);
+    await send(10);
+  });
+
+  afterAll(async () => {
+    await worker?.stop();
+    await api?.stop();
+  });
+
+  it("lists the severity_changed record with its reason, and filters by that state", async () => {
+    const created = await sendJson<{ id: string }>("POST", `${api.url}/v1/rules`, {
+      name: "sev",
+      sensors: { type: "ids", ids: ["sev_1"] },
+      field: "temperature",
+      condition: { type: "threshold", op: "above", value: 40 },
+      severity: "warning",
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    await eventually(
+      "the alert fires",
+      async () => {
+        await send(50);
+        return alertHistory(env);
+      },
+      (h) => h.length === 1,
+      20_000,
+    );
+    const patched = await sendJson(
+      "PATCH",
+      `${api.url}/v1/rules/${id}`,
+      { severity: "critical" },
+      {
+        headers: { "if-match": created.etag ?? "" },
+      },
+    );
+    expect(patched.status).toBe(200);
+    await eventually(
+      "the severity change is stored",
+      () => alertHistory(env),
+      (h) => h.length === 2,
+      20_000,
+    );
+
+    const all = await alerts();
+    expect(all.status).toBe(200);
+    expect(all.body.alerts.map((a) => [a.rule_id, a.sensor_id, a.severity, a.state, a.reason])).toEqual([
+      [id, "sev_1", "warning", "firing", undefined],
+      [id, "sev_1", "critical", "severity_changed", "severity_changed"],
+    ]);
+    expect(all.body.alerts[1]?.message).toContain("severity warning → critical");
+
+    const changed = await alerts("&state=severity_changed");
+    expect(changed.status).toBe(200);
+    expect(changed.body.alerts.map((a) => a.state)).toEqual(["severity_changed"]);
+    const firing = await alerts("&state=firing");
+    expect(firing.body.alerts.map((a) => a.state)).toEqual(["firing"]);
   });
 });

@@ -212,6 +212,10 @@ const HAND_WRITTEN: { key: string | null; value: Buffer | null }[] = [
       good("sensor_1", T0, Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`t${i}`, "v"]))),
     ),
   },
+  // Ahead of the worker's clock by more than READING_MAX_FUTURE_MS: a sensor clock a day fast, and
+  // an RFC 3339 time far ahead (the generators reach future_timestamp only by chance).
+  { key: "sensor_1", value: bytes(good("sensor_1", Date.now() + 86_400_000)) },
+  { key: "sensor_1", value: bytes(good("sensor_1", "2100-01-01T00:00:00Z")) },
   { key: "sensor_1", value: bytes(good("sensor_1", "9007199254740993")) },
   { key: "sensor_1", value: bytes(good("sensor_1", T0).replace(String(T0), "9007199254740993")) },
   { key: "sensor_1", value: bytes(good("sensor_1", T0).replace(String(T0), `${T0}.5`)) },
@@ -307,6 +311,8 @@ describe("malformed corpus through the real worker", () => {
   it("built a corpus that covers the contract's reasons", () => {
     expect(bad.length).toBeGreaterThan(300);
     const reasons = new Set(bad.map((b) => b.reason));
+    const handWritten = new Set(bad.filter((b) => !b.key?.startsWith("bad-")).map((b) => b.reason));
+    expect(handWritten, "hand-written future_timestamp cases").toContain("future_timestamp");
     for (const reason of DEAD_LETTER_REASONS.filter((r) => r !== "influx_rejected")) {
       expect(reasons, reason).toContain(reason);
     }

@@ -475,6 +475,47 @@ describe("PartitionTask", () => {
       expect(later.transitions.map((t) => [t.state, t.rule.severity])).toEqual([["resolved", "critical"]]);
     });
 
+    it("a rule change's records are stamped with the rule record's time, so a retry from the same state rewrites the same points", () => {
+      const RULE_RECORD_AT = NOW + 30_000;
+      const changes = [
+        { version: 2, rules: [], changedAt: new Map([["hot", RULE_RECORD_AT]]) },
+        {
+          version: 2,
+          rules: [hotRule({ severity: "critical", version: 2 })],
+          changedAt: new Map([["hot", RULE_RECORD_AT]]),
+        },
+      ];
+      for (const change of changes) {
+        const task = new PartitionTask(CONFIG);
+        task.process([message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE })], NOW, {
+          version: 1,
+          rules: [hotRule()],
+        });
+        const log = task.takeChangelog();
+        // The same state, the change applied at two wall-clock times (a tick and its retry after a failed commit).
+        const attempts = [CHANGED_AT, CHANGED_AT + 5_000, CHANGED_AT + 3_600_000].map((at, i) => {
+          const retry = new PartitionTask(CONFIG);
+          for (const e of log) retry.restore(e.key, e.value);
+          return i % 2 === 0 ? retry.process([], at, change) : retry.tick(at, change);
+        });
+        const lines = attempts.map((out) => alertLines(out).map((l) => l.line));
+        expect(lines[0]).toHaveLength(1);
+        expect(lines[1]).toEqual(lines[0]);
+        expect(lines[2]).toEqual(lines[0]);
+        expect(attempts[0]?.transitions[0]?.time).toBe(RULE_RECORD_AT);
+      }
+    });
+
+    it("a rule record older than the episode stamps the change at the episode's start, never before it", () => {
+      const task = firing();
+      const out = task.process([], CHANGED_AT, {
+        version: 2,
+        rules: [],
+        changedAt: new Map([["hot", MINUTE - 60_000]]),
+      });
+      expect(out.transitions.map((t) => [t.state, t.time])).toEqual([["resolved", MINUTE]]);
+    });
+
     it("the memory of what an alert fired under survives a restore from the changelog", () => {
       const task = new PartitionTask(CONFIG);
       task.process([message({ sensor_id: "s1", temperature: 30, timestamp: MINUTE })], NOW, {
@@ -619,5 +660,99 @@ describe("PartitionTask", () => {
     const out = task.process([message("nope"), { value: null }], NOW);
     expect(out.deadLetters.map((d) => d.index)).toEqual([0, 1]);
     expect(task.takeChangelog()).toEqual([]);
+  });
+
+  describe("the state TTL", () => {
+    const TTL = 600_000;
+    const TTL_CONFIG: TaskConfig = {
+      ...CONFIG,
+      stateTtlMs: TTL,
+      windows: { ...CONFIG.windows, idleMs: 5_000 },
+    };
+    const replay = (log: ChangelogEntry[]) => {
+      const task = new PartitionTask(TTL_CONFIG);
+      for (const e of log) task.restore(e.key, e.value);
+      return task;
+    };
+
+    it("state does not grow with invented field and sensor names once they are silent past the TTL", () => {
+      const task = new PartitionTask(TTL_CONFIG);
+      const log: ChangelogEntry[] = [];
+      for (let round = 0; round < 30; round++) {
+        const now = NOW + round * TTL;
+        task.process(
+          [
+            message({
+              sensor_id: "s1",
+              temperature: 20,
+              [`invented_${round}`]: round,
+              timestamp: MINUTE + round,
+            }),
+            message({ sensor_id: `x${round}`, temperature: 20, timestamp: MINUTE + round }),
+          ],
+          now,
+          { version: 1, rules: [hotRule()] },
+        );
+        task.tick(now, { version: 1, rules: [hotRule()] });
+        log.push(...task.takeChangelog());
+        // This round's fields and sensors only: s1's temperature and invented field, x<round>'s temperature.
+        expect(task.stateSize.detectors, `round ${round}`).toBe(3);
+        expect([...task.sensors()].sort(), `round ${round}`).toEqual(["s1", `x${round}`]);
+      }
+      expect(task.stateSize.windows).toBeLessThanOrEqual(4);
+      const restored = replay(log);
+      expect([...restored.sensors()].sort()).toEqual(["s1", "x29"]);
+      expect(restored.stateSize).toEqual(task.stateSize);
+    });
+
+    it("tombstones what expires, keeps a firing alert, and a restored task expires on the same deadlines", () => {
+      const task = new PartitionTask(TTL_CONFIG);
+      const rules = { version: 1, rules: [hotRule()] };
+      task.process(
+        [
+          message({ sensor_id: "hot_1", temperature: 30, timestamp: MINUTE }),
+          message({ sensor_id: "cool_1", temperature: 20, timestamp: MINUTE }),
+        ],
+        NOW,
+        rules,
+      );
+      const log = task.takeChangelog();
+      // Restored before expiry: nothing is due a moment before the TTL, everything at it.
+      const restored = replay(log);
+      // (The idle close has emitted and dropped the windows by then; the rest of the state stays.)
+      restored.tick(NOW + TTL - 1, rules);
+      expect(restored.takeChangelog().filter((e) => e.value === null && !e.key.startsWith("w"))).toEqual([]);
+      expect([...restored.sensors()].sort()).toEqual(["cool_1", "hot_1"]);
+
+      const expired = task.tick(NOW + TTL, rules);
+      // The windows still open (no tick closed them idle here) are emitted before they go.
+      expect(expired.windows.map((w) => w.sensor_id).sort()).toEqual(["cool_1", "hot_1"]);
+      const entries = task.takeChangelog();
+      const tombstones = entries
+        .filter((e) => e.value === null)
+        .map((e) => e.key.split("\u001f").slice(0, 2).join("|"));
+      expect(new Set(tombstones)).toEqual(
+        new Set(["d|hot_1", "d|cool_1", "t|hot_1", "t|cool_1", "a|hot", "w|hot_1", "w|cool_1"]),
+      );
+      expect(entries.find((e) => e.key === "a\u001fhot\u001fcool_1")?.value).toBeNull();
+      expect(entries.some((e) => e.key === "a\u001fhot\u001fhot_1")).toBe(false);
+      expect([...task.sensors()]).toEqual(["hot_1"]);
+
+      // The restored task (whose windows the idle close already dropped) expires the rest alike.
+      restored.tick(NOW + TTL, rules);
+      const notWindows = (log: ChangelogEntry[]) =>
+        log.filter((e) => !e.key.startsWith("w")).sort((a, b) => (a.key < b.key ? -1 : 1));
+      expect(notWindows(restored.takeChangelog())).toEqual(notWindows(entries));
+      const afterAll = replay([...log, ...entries]);
+      expect([...afterAll.sensors()]).toEqual(["hot_1"]);
+      expect(afterAll.stateSize).toEqual({ detectors: 0, windows: 0 });
+      // The firing alert still resolves when its sensor comes back.
+      const back = afterAll.process(
+        [message({ sensor_id: "hot_1", temperature: 10, timestamp: MINUTE + 3_600_000 })],
+        NOW + TTL + 1,
+        rules,
+      );
+      expect(back.transitions.map((t) => t.state)).toEqual(["resolved"]);
+    });
   });
 });
