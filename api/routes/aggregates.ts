@@ -505,6 +505,10 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         // Latest windows a few apart (a live fleet): one request over them all, each sensor's own
         // kept. Otherwise one request per distinct latest window, for the sensors that share it.
         const starts = [...groups.keys()];
+        if (starts.length === 0) {
+          reply.header("x-data-tier", "raw");
+          return { field, window: q.window, fn: fns, at: iso(at), windows: [] };
+        }
         const span = starts.length === 0 ? 0 : (Math.max(...starts) - Math.min(...starts)) / periodMs + 1;
         const ask = (first: number, lastStart: number, ids: string[] | undefined) =>
           windowsFor({
