@@ -14,6 +14,7 @@ import {
   type Env,
   eventually,
   isolatedEnv,
+  liveSensor,
   type Outgoing,
   produce,
   READ_TOKEN,
@@ -235,39 +236,10 @@ describe("alert rules: every condition type, on generated data", () => {
 });
 
 describe("alert rules change live in a running worker", () => {
-  let env: Env;
-  let api: Awaited<ReturnType<typeof startApi>>;
-  let worker: Awaited<ReturnType<typeof startWorker>>;
-  let sent = 0;
-  let second = 0;
-  const reading = (value: number) => ({
-    key: "live_1",
-    value: JSON.stringify({
-      sensor_id: "live_1",
-      temperature: value,
-      timestamp: Date.UTC(2026, 0, 11) + second++ * 1000,
-    }),
-  });
-  const send = async (...values: number[]) => {
-    await produce(env, values.map(reading));
-    sent += values.length;
-    await drained(env, sent);
-  };
-
-  beforeAll(async () => {
-    env = await isolatedEnv("rules-live");
-    api = await startApi(env);
-    worker = await startWorker(env);
-    await send(10);
-  });
-
-  afterAll(async () => {
-    await worker?.stop();
-    await api?.stop();
-  });
+  const live = liveSensor("rules-live", "live_1", Date.UTC(2026, 0, 11));
 
   it("fires within seconds of creation, follows a PATCH, and stops after a DELETE", async () => {
-    const created = await sendJson<{ id: string }>("POST", `${api.url}/v1/rules`, {
+    const created = await sendJson<{ id: string }>("POST", `${live.api.url}/v1/rules`, {
       name: "live",
       sensors: { type: "ids", ids: ["live_1"] },
       field: "temperature",
@@ -281,8 +253,8 @@ describe("alert rules change live in a running worker", () => {
     await eventually(
       "the running worker fires the new rule",
       async () => {
-        await send(50);
-        return alertHistory(env, names);
+        await live.send(50);
+        return alertHistory(live.env, names);
       },
       (h) => h.length === 1,
       15_000,
@@ -292,7 +264,7 @@ describe("alert rules change live in a running worker", () => {
     // Raise the threshold above the current value: the alert resolves on the next reading.
     const patched = await sendJson<{ version: number }>(
       "PATCH",
-      `${api.url}/v1/rules/${id}`,
+      `${live.api.url}/v1/rules/${id}`,
       { condition: { value: 60 } },
       { headers: { "if-match": created.etag ?? "" } },
     );
@@ -301,21 +273,21 @@ describe("alert rules change live in a running worker", () => {
     await eventually(
       "the patched rule resolves",
       async () => {
-        await send(50);
-        return alertHistory(env, names);
+        await live.send(50);
+        return alertHistory(live.env, names);
       },
       (h) => h.length === 2,
       15_000,
     );
-    expect((await alertHistory(env, names)).map((h) => h.split("|")[2])).toEqual(["firing", "resolved"]);
+    expect((await alertHistory(live.env, names)).map((h) => h.split("|")[2])).toEqual(["firing", "resolved"]);
 
-    const removed = await sendJson("DELETE", `${api.url}/v1/rules/${id}`, undefined, {
+    const removed = await sendJson("DELETE", `${live.api.url}/v1/rules/${id}`, undefined, {
       headers: { "if-match": patched.etag ?? "" },
     });
     expect(removed.status).toBe(204);
     // A probe rule written after the delete on the same one-partition rules topic: once the worker
     // fires it, it has applied the delete too. The probe's breach is also one of what was the threshold.
-    const probe = await sendJson<{ id: string }>("POST", `${api.url}/v1/rules`, {
+    const probe = await sendJson<{ id: string }>("POST", `${live.api.url}/v1/rules`, {
       name: "probe",
       sensors: { type: "ids", ids: ["live_1"] },
       field: "temperature",
@@ -327,14 +299,14 @@ describe("alert rules change live in a running worker", () => {
     const history = await eventually(
       "the running worker fires the probe rule",
       async () => {
-        await send(100);
-        return alertHistory(env, names);
+        await live.send(100);
+        return alertHistory(live.env, names);
       },
       (h) => h.some((a) => a.startsWith("probe|live_1|firing|")),
       15_000,
     );
-    await send(100, 100);
-    const after = await alertHistory(env, names);
+    await live.send(100, 100);
+    const after = await alertHistory(live.env, names);
     expect(after).toEqual(history);
     expect(after.filter((a) => a.startsWith("live|")).map((a) => a.split("|")[2])).toEqual([
       "firing",
@@ -344,22 +316,9 @@ describe("alert rules change live in a running worker", () => {
 });
 
 describe("a severity change mid-episode, read back through /v1/alerts", () => {
-  let env: Env;
-  let api: Awaited<ReturnType<typeof startApi>>;
-  let worker: Awaited<ReturnType<typeof startWorker>>;
-  let sent = 0;
-  // Near now: a rule change is stamped when it was made, so the episode and the change share a range.
   const start = Date.now() - 60_000;
-  const send = async (value: number) => {
-    await produce(env, [
-      {
-        key: "sev_1",
-        value: JSON.stringify({ sensor_id: "sev_1", temperature: value, timestamp: start + sent * 1000 }),
-      },
-    ]);
-    sent++;
-    await drained(env, sent);
-  };
+  const live = liveSensor("rules-severity", "sev_1", start);
+
   interface ApiAlert {
     time: string;
     rule_id: string;
@@ -371,26 +330,14 @@ describe("a severity change mid-episode, read back through /v1/alerts", () => {
   }
   const alerts = async (query = "") => {
     const res = await fetch(
-      `${api.url}/v1/alerts?start=${new Date(start - 60_000).toISOString()}&stop=${new Date(Date.now() + 60_000).toISOString()}${query}`,
+      `${live.api.url}/v1/alerts?start=${new Date(start - 60_000).toISOString()}&stop=${new Date(Date.now() + 60_000).toISOString()}${query}`,
       { headers: { authorization: `Bearer ${READ_TOKEN}` } },
     );
     return { status: res.status, body: (await res.json()) as { alerts: ApiAlert[] } };
   };
 
-  beforeAll(async () => {
-    env = await isolatedEnv("rules-severity");
-    api = await startApi(env);
-    worker = await startWorker(env);
-    await send(10);
-  });
-
-  afterAll(async () => {
-    await worker?.stop();
-    await api?.stop();
-  });
-
   it("lists the severity_changed record with its reason, and filters by that state", async () => {
-    const created = await sendJson<{ id: string }>("POST", `${api.url}/v1/rules`, {
+    const created = await sendJson<{ id: string }>("POST", `${live.api.url}/v1/rules`, {
       name: "sev",
       sensors: { type: "ids", ids: ["sev_1"] },
       field: "temperature",
@@ -402,15 +349,15 @@ describe("a severity change mid-episode, read back through /v1/alerts", () => {
     await eventually(
       "the alert fires",
       async () => {
-        await send(50);
-        return alertHistory(env);
+        await live.send(50);
+        return alertHistory(live.env);
       },
       (h) => h.length === 1,
       20_000,
     );
     const patched = await sendJson(
       "PATCH",
-      `${api.url}/v1/rules/${id}`,
+      `${live.api.url}/v1/rules/${id}`,
       { severity: "critical" },
       {
         headers: { "if-match": created.etag ?? "" },
@@ -419,7 +366,7 @@ describe("a severity change mid-episode, read back through /v1/alerts", () => {
     expect(patched.status).toBe(200);
     await eventually(
       "the severity change is stored",
-      () => alertHistory(env),
+      () => alertHistory(live.env),
       (h) => h.length === 2,
       20_000,
     );

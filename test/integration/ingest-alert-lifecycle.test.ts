@@ -17,6 +17,7 @@ import {
   fluxRows,
   isolatedEnv,
   kafkaFor,
+  liveSensor,
   produce,
   sendJson,
   spawnWorker,
@@ -26,36 +27,11 @@ import {
 } from "../support/harness.js";
 
 describe("alert lifecycle: deleting a rule resolves its open alerts", () => {
-  let env: Env;
-  let api: Awaited<ReturnType<typeof startApi>>;
-  let worker: Awaited<ReturnType<typeof startWorker>>;
-  let sent = 0;
   const start = Date.now() - 60_000;
-  const send = async (value: number) => {
-    await produce(env, [
-      {
-        key: "life_1",
-        value: JSON.stringify({ sensor_id: "life_1", temperature: value, timestamp: start + sent * 1000 }),
-      },
-    ]);
-    sent++;
-    await drained(env, sent);
-  };
-
-  beforeAll(async () => {
-    env = await isolatedEnv("alert-life");
-    api = await startApi(env);
-    worker = await startWorker(env);
-    await send(10);
-  });
-
-  afterAll(async () => {
-    await worker?.stop();
-    await api?.stop();
-  });
+  const live = liveSensor("alert-life", "life_1", start);
 
   it("fires, and after the rule is deleted stores and publishes one resolved record saying why", async () => {
-    const created = await sendJson<{ id: string }>("POST", `${api.url}/v1/rules`, {
+    const created = await sendJson<{ id: string }>("POST", `${live.api.url}/v1/rules`, {
       name: "life",
       sensors: { type: "ids", ids: ["life_1"] },
       field: "temperature",
@@ -67,14 +43,14 @@ describe("alert lifecycle: deleting a rule resolves its open alerts", () => {
     await eventually(
       "the alert fires",
       async () => {
-        await send(50);
-        return alertHistory(env, names);
+        await live.send(50);
+        return alertHistory(live.env, names);
       },
       (h) => h.length === 1,
       20_000,
     );
 
-    const removed = await sendJson("DELETE", `${api.url}/v1/rules/${created.body.id}`, undefined, {
+    const removed = await sendJson("DELETE", `${live.api.url}/v1/rules/${created.body.id}`, undefined, {
       headers: { "if-match": created.etag ?? "" },
     });
     expect(removed.status).toBe(204);
@@ -82,8 +58,8 @@ describe("alert lifecycle: deleting a rule resolves its open alerts", () => {
     const history = await eventually(
       "the deletion resolves the alert",
       async () => {
-        await send(50);
-        return alertHistory(env, names);
+        await live.send(50);
+        return alertHistory(live.env, names);
       },
       (h) => h.length === 2,
       20_000,
@@ -94,15 +70,15 @@ describe("alert lifecycle: deleting a rule resolves its open alerts", () => {
     ]);
 
     const stored = await fluxRows<{ _field: string; _value: string; severity: string }>(
-      env,
-      `from(bucket: "${env.INFLUX_BUCKET}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "alerts" and r.state == "resolved" and (r._field == "message" or r._field == "reason"))`,
+      live.env,
+      `from(bucket: "${live.env.INFLUX_BUCKET}") |> range(start: 0) |> filter(fn: (r) => r._measurement == "alerts" and r.state == "resolved" and (r._field == "message" or r._field == "reason"))`,
     );
     const fields = Object.fromEntries(stored.map((r) => [r._field, r._value]));
     expect(fields.reason).toBe("rule_deleted");
     expect(fields.message).toContain("rule deleted");
     expect(stored[0]?.severity).toBe("critical");
 
-    const published = (await consumeAll(env, "alerts", 2)).map((m) =>
+    const published = (await consumeAll(live.env, "alerts", 2)).map((m) =>
       JSON.parse(m.value?.toString() ?? "{}"),
     );
     expect(published.map((p) => [p.state, p.reason])).toEqual([

@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import type { RouteOptions } from "fastify";
 import { pino } from "pino";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import { apiSettings } from "../../api/config.js";
 import { buildServer } from "../../api/server.js";
 import { influxConfig, kafkaConfig } from "../../common/config.js";
@@ -409,4 +409,39 @@ export async function storedPoints(
       return `${tags}|${String(r._time)}|${String(r._field)}=${String(r._value)}`;
     })
     .sort();
+}
+
+/**
+ * A worker and an API running on a fresh environment for a describe block, and `send`, which
+ * produces temperature readings of one sensor, one a second from `start`, and waits until the
+ * worker has consumed them. One reading of 10 is sent before the tests.
+ */
+export function liveSensor(name: string, sensor: string, start: number) {
+  const live = {
+    env: {} as Env,
+    api: undefined as unknown as Awaited<ReturnType<typeof startApi>>,
+    worker: undefined as unknown as Awaited<ReturnType<typeof startWorker>>,
+    sent: 0,
+    async send(...values: number[]): Promise<void> {
+      await produce(
+        live.env,
+        values.map((temperature) => ({
+          key: sensor,
+          value: JSON.stringify({ sensor_id: sensor, temperature, timestamp: start + live.sent++ * 1000 }),
+        })),
+      );
+      await drained(live.env, live.sent);
+    },
+  };
+  beforeAll(async () => {
+    live.env = await isolatedEnv(name);
+    live.api = await startApi(live.env);
+    live.worker = await startWorker(live.env);
+    await live.send(10);
+  });
+  afterAll(async () => {
+    await live.worker?.stop();
+    await live.api?.stop();
+  });
+  return live;
 }
