@@ -53,15 +53,18 @@ export interface SensorLast {
   fields: Record<string, { value: number; time: number }>;
 }
 
-/** One storage-side query of a plan and, for raw parts, which part of the aggregate its values are. */
-type Part = { name: string; query: string; as?: keyof Partial | "reading" };
+/** One storage-side query of a plan and what its rows are: one part of the aggregate, all of them ("partial"), or the field named by `_field`. */
+type Part = { name: string; query: string; as?: keyof Partial | "partial" };
 
 /**
- * A raw segment this short (estimated series × seconds, as if each sensor sent one reading a
- * second) is read as points and added up here: one storage read per series instead of one per
- * function. The open tail after the last closed minute is usually this.
+ * A raw segment where readings can only span this long (it is clipped at now plus the future skew
+ * the worker accepts), or whose estimated readings (series × seconds, as if each sensor sent one
+ * a second) are this few, is added up in one pass: one storage read per series instead of one per
+ * function. The open tail after the last closed minute is one of these.
  */
-const RAW_POINTS_BUDGET = 100_000;
+const RAW_ONE_PASS_MS = 10 * 60_000;
+const RAW_ONE_PASS_READINGS = 100_000;
+const FUTURE_SKEW_MS = 5 * 60_000;
 
 const PROGRESS_TTL_MS = 1000;
 
@@ -211,7 +214,7 @@ export class ReadPath {
     const answers = await this.flux.columnsOfEach(
       [...new Set(parts.map((p) => p.name))].join("+"),
       parts.map((p) => p.query),
-      ["sensor_id", "_time", "_value", "_field"],
+      ["sensor_id", "_time", "_value", "_field", "_start", "count", "sum", "sumsq", "min", "max"],
     );
     for (const [i, part] of parts.entries()) this.merge(part, answers[i] ?? [], req.stepMs, windows);
     return { windows, sources };
@@ -231,12 +234,26 @@ export class ReadPath {
           sensors,
         ),
       };
-      if (req.series * ((segment.stop - segment.start) / 1000) <= RAW_POINTS_BUDGET) {
+      const span = Math.max(0, Math.min(segment.stop, Date.now() + FUTURE_SKEW_MS) - segment.start);
+      if (span <= RAW_ONE_PASS_MS || req.series * (span / 1000) <= RAW_ONE_PASS_READINGS) {
+        const v = "float(v: r._value)";
         return [
           {
-            name: "raw_points",
-            query: `${rawPoints(s)}\n  |> keep(columns: ["_time", "_value", "sensor_id"])`,
-            as: "reading",
+            name: "raw_one_pass",
+            query: `${rawPoints(s)}
+  |> window(every: ${every})
+  |> reduce(
+    identity: {count: 0.0, sum: 0.0, sumsq: 0.0, min: float(v: "+Inf"), max: float(v: "-Inf")},
+    fn: (r, accumulator) => ({
+      count: accumulator.count + 1.0,
+      sum: accumulator.sum + ${v},
+      sumsq: accumulator.sumsq + ${v} * ${v},
+      min: if ${v} < accumulator.min then ${v} else accumulator.min,
+      max: if ${v} > accumulator.max then ${v} else accumulator.max,
+    }),
+  )
+  |> keep(columns: ["_start", "sensor_id", "count", "sum", "sumsq", "min", "max"])`,
+            as: "partial",
           },
         ];
       }
@@ -290,9 +307,8 @@ export class ReadPath {
     stepMs: number,
     windows: Map<string, Map<number, Partial>>,
   ): void {
-    for (const [sensor = "", time = "", value = "", fieldName = ""] of rows) {
-      const key = part.as ?? (fieldName as keyof Partial | "reading");
-      const start = Math.floor(Date.parse(time) / stepMs) * stepMs;
+    for (const [sensor = "", time = "", value = "", fieldName = "", windowStart = "", ...parts] of rows) {
+      const start = Math.floor(Date.parse(part.as === "partial" ? windowStart : time) / stepMs) * stepMs;
       let bySensor = windows.get(sensor);
       if (bySensor === undefined) {
         bySensor = new Map();
@@ -303,14 +319,18 @@ export class ReadPath {
         w = { count: 0, sum: 0, sumsq: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY };
         bySensor.set(start, w);
       }
+      if (part.as === "partial") {
+        const [count, sum, sumsq, min, max] = parts.map(Number) as [number, number, number, number, number];
+        w.count += count;
+        w.sum += sum;
+        w.sumsq += sumsq;
+        w.min = Math.min(w.min, min);
+        w.max = Math.max(w.max, max);
+        continue;
+      }
+      const key = part.as ?? (fieldName as keyof Partial);
       const x = Number(value);
-      if (key === "reading") {
-        w.count++;
-        w.sum += x;
-        w.sumsq += x * x;
-        w.min = Math.min(w.min, x);
-        w.max = Math.max(w.max, x);
-      } else if (key === "min") w.min = Math.min(w.min, x);
+      if (key === "min") w.min = Math.min(w.min, x);
       else if (key === "max") w.max = Math.max(w.max, x);
       else w[key] += x;
     }
