@@ -58,12 +58,11 @@ type Part = { name: string; query: string; as?: keyof Partial | "partial" };
 
 /**
  * A raw segment where readings can only span this long (it is clipped at now plus the future skew
- * the worker accepts), or whose estimated readings (series × seconds, as if each sensor sent one
- * a second) are this few, is added up in one pass: one storage read per series instead of one per
- * function. The open tail after the last closed minute is one of these.
+ * the worker accepts) is added up in one pass in Flux: one storage read per series instead of one
+ * per function. The open tail after the last closed minute is one of these. Longer segments hold
+ * more readings than Flux adds up faster than storage does.
  */
 const RAW_ONE_PASS_MS = 10 * 60_000;
-const RAW_ONE_PASS_READINGS = 100_000;
 const FUTURE_SKEW_MS = 5 * 60_000;
 
 const PROGRESS_TTL_MS = 1000;
@@ -235,7 +234,7 @@ export class ReadPath {
         ),
       };
       const span = Math.max(0, Math.min(segment.stop, Date.now() + FUTURE_SKEW_MS) - segment.start);
-      if (span <= RAW_ONE_PASS_MS || req.series * (span / 1000) <= RAW_ONE_PASS_READINGS) {
+      if (span <= RAW_ONE_PASS_MS) {
         const v = "float(v: r._value)";
         return [
           {
