@@ -13,7 +13,7 @@
 import type { ReadPath, SensorLast } from "./read-path.js";
 
 /** How far before the previous catch-up the next one starts reading. */
-export const TAIL_SLACK_MS = 60_000;
+export const TAIL_SLACK_MS = 10 * 60_000;
 const FOREVER = Date.UTC(2200, 0, 1);
 
 type Entry = SensorLast & { first: number };

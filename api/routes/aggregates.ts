@@ -226,32 +226,34 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
     const stop = plan.lastStart + plan.periodMs;
     const quantiles = quantilesOf(plan.fns);
     const sums = plan.fns.filter((f) => ROLLUP_FUNCTIONS.has(f));
-    const needsRaw = quantiles.length > 0 || (sums.includes("stddev") && choice.tiers.length === 0);
-    if (needsRaw) await checkRawCost(plan, start, stop);
-    const [sub, exact] = await Promise.all([
-      read.subWindows({
-        field: plan.field,
-        sensors: plan.sensors,
-        stepMs: subMs,
-        start,
-        stop,
-        need: needOf(plan.fns),
-        tiers: choice.tiers,
-        series: plan.sensors?.length ?? ctx.catalogue.sensorsIn(start, stop),
-      }),
-      quantiles.length > 0
-        ? quantileWindows(plan, quantiles)
-        : Promise.resolve(new Map<string, Record<string, number>>()),
-    ]);
+    const rawSumsq = sums.includes("stddev") && choice.tiers.length === 0;
+    // Squares of raw readings are summed in Flux, reading every point: counted first.
+    if (rawSumsq) refuseRawCost(plan, await countReadings(plan, start, stop));
+    const sub = await read.subWindows({
+      field: plan.field,
+      sensors: plan.sensors,
+      stepMs: subMs,
+      start,
+      stop,
+      need: needOf(plan.fns),
+      tiers: choice.tiers,
+      series: plan.sensors?.length ?? ctx.catalogue.sensorsIn(start, stop),
+    });
+    let exact = new Map<string, Record<string, number>>();
+    if (quantiles.length > 0) {
+      // The sub-windows tile the range, so their counts are the readings the quantiles would read:
+      // checked before InfluxDB is asked for them.
+      if (!rawSumsq) refuseRawCost(plan, countOf(sub.windows));
+      exact = await quantileWindows(plan, quantiles);
+    }
     const sources = [...sub.sources];
     if (quantiles.length > 0 && !sources.includes("raw")) sources.push("raw");
     return { windows: combine(plan, subMs, sub.windows, exact), sources };
   }
 
-  /** Quantiles read every raw point of the range: refused up front when there are too many. */
-  async function checkRawCost(plan: WindowPlan, start: number, stop: number): Promise<void> {
+  /** The readings of the plan's field in [start, stop), counted from the tiers and raw readings. */
+  async function countReadings(plan: WindowPlan, start: number, stop: number): Promise<number> {
     const states = await read.tierStates();
-    const depth = plan.periodMs / plan.everyMs;
     const counted = await read.subWindows({
       field: plan.field,
       sensors: plan.sensors,
@@ -262,10 +264,19 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
       tiers: states.filter((t) => (stop - start) % t.ms === 0).sort((a, b) => b.ms - a.ms),
       series: plan.sensors?.length ?? ctx.catalogue.sensorsIn(start, stop),
     });
+    return countOf(counted.windows);
+  }
+
+  function countOf(windows: Map<string, Map<number, Partial>>): number {
     let points = 0;
-    for (const bySensor of counted.windows.values()) for (const w of bySensor.values()) points += w.count;
-    const cost = points * depth;
-    if (cost > ctx.settings.maxRawPoints) {
+    for (const bySensor of windows.values()) for (const w of bySensor.values()) points += w.count;
+    return points;
+  }
+
+  /** Quantiles and raw stddev read every raw point of the range: refused up front when there are too many. */
+  function refuseRawCost(plan: WindowPlan, points: number): void {
+    const depth = plan.periodMs / plan.everyMs;
+    if (points * depth > ctx.settings.maxRawPoints) {
       throw tooLarge(
         `median, percentiles and stddev on raw readings would read ${points} readings${depth > 1 ? ` ${depth} times over` : ""}, more than API_MAX_RAW_POINTS (${ctx.settings.maxRawPoints}): name fewer sensors, use a shorter range, or ask for mean/min/max/count/sum/stddev from rollups (window and every multiples of 1m)`,
       );

@@ -173,13 +173,20 @@ describe("rollup tiers", () => {
 describe("limits before work", () => {
   let proxy: Server;
   let queries = 0;
+  /** The bodies of the queries that reached InfluxDB. */
+  const sent: string[] = [];
   let limited: { url: string; stop(): Promise<void> };
 
   beforeAll(async () => {
     const target = new URL(env.INFLUX_URL as string);
     // Counts what reaches InfluxDB's query endpoint.
     proxy = createServer((req, res) => {
-      if (req.url?.startsWith("/api/v2/query")) queries++;
+      if (req.url?.startsWith("/api/v2/query")) {
+        queries++;
+        const chunks: Buffer[] = [];
+        req.on("data", (c: Buffer) => chunks.push(c));
+        req.on("end", () => sent.push(Buffer.concat(chunks).toString()));
+      }
       const forward = httpRequest(
         { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
         (answer) => {
@@ -195,6 +202,7 @@ describe("limits before work", () => {
       ...env,
       INFLUX_URL: `http://127.0.0.1:${port}`,
       API_MAX_POINTS: "1000",
+      API_MAX_RAW_POINTS: "1000",
       API_CATALOGUE_REFRESH_MS: "0",
     });
   });
@@ -224,5 +232,27 @@ describe("limits before work", () => {
     );
     expect(ok.status).toBe(200);
     expect(queries).toBeGreaterThan(before);
+  });
+
+  it("refuses exact quantiles over API_MAX_RAW_POINTS before InfluxDB is asked for them", async () => {
+    const auth = { headers: { authorization: `Bearer ${READ_TOKEN}` } };
+    sent.length = 0;
+    // 4 sensors × 3 hours, one reading every 20 s: over 2,000 readings, more than 1,000.
+    const res = await fetch(
+      `${limited.url}/v1/aggregates?start=${T0}&stop=${T0 + 3 * HOUR}&window=1h&fn=median`,
+      auth,
+    );
+    const body = (await res.json()) as { detail: string };
+    expect(res.status).toBe(422);
+    expect(body.detail).toContain("API_MAX_RAW_POINTS");
+    expect(sent.length).toBeGreaterThan(0); // the readings were counted…
+    expect(sent.filter((q) => q.includes("quantile"))).toEqual([]); // …and no quantile was asked for
+    // One sensor's hour (181 readings) is within the limit and answered exactly.
+    const ok = await fetch(
+      `${limited.url}/v1/aggregates?start=${T0}&stop=${T0 + HOUR}&window=1h&fn=median&sensor_id=s1`,
+      auth,
+    );
+    expect(ok.status).toBe(200);
+    expect(sent.some((q) => q.includes("quantile"))).toBe(true);
   });
 });
