@@ -218,24 +218,33 @@ export interface Tiering {
  * raw readings [boundary, stop). The boundary is where every partition's windows of the tier are
  * closed (rollup_progress, the slowest partition), floored to `every` so no window is split.
  */
+/**
+ * Flux for how far every partition has closed the windows of the tier named by the Flux variable
+ * `tier` (rollup_progress in the finest tier's bucket, the slowest partition): an array holding
+ * epoch milliseconds, empty when nothing is known.
+ */
+function closedThroughRead(rawBucket: FluxExpr): string {
+  return read({
+    bucket: `${rawBucket} + "_${ROLLUP_TIERS[0].name}"`,
+    start: "0",
+    stop: "now()",
+    where: and(eq("_measurement", lit.str(PROGRESS_MEASUREMENT)), eq("_field", lit.str("closed_through"))),
+    aggregate: aggregate.whole("last"),
+    after: [
+      "filter(fn: (r) => r.tier == tier)",
+      "group()",
+      "min()",
+      'findColumn(fn: (key) => true, column: "_value")',
+    ],
+  });
+}
+
 export function tiering(t: Tiering): string {
   return [
     `tier = if ${t.forced} != "auto" then ${t.forced} else ${tierConditions()} else "raw"`,
     `rawBucket = ${t.rawBucket}`,
     `rollupBucket = ${t.rawBucket} + "_" + tier`,
-    `closed = if tier == "raw" then [] else ${read({
-      bucket: `${t.rawBucket} + "_${ROLLUP_TIERS[0].name}"`,
-      start: "0",
-      stop: "now()",
-      where: and(eq("_measurement", lit.str(PROGRESS_MEASUREMENT)), eq("_field", lit.str("closed_through"))),
-      aggregate: aggregate.whole("last"),
-      after: [
-        "filter(fn: (r) => r.tier == tier)",
-        "group()",
-        "min()",
-        'findColumn(fn: (key) => true, column: "_value")',
-      ],
-    })}`,
+    `closed = if tier == "raw" then [] else ${closedThroughRead(t.rawBucket)}`,
     `closedNs = if length(arr: closed) == 0 then int(v: start) else int(v: closed[0]) * 1000000 / everyNs * everyNs`,
     "boundary = time(v: if closedNs < int(v: start) then int(v: start) else if closedNs > int(v: stop) then int(v: stop) else closedNs)",
     // A range may not be empty, so a source whose share is empty is not read at all.
@@ -352,19 +361,7 @@ export function covering(c: { start: FluxExpr; stop: FluxExpr; rawBucket: FluxEx
     `coverStop = int(v: ${c.stop})`,
     // How far every partition has closed a tier's windows (rollup_progress, the slowest partition).
     `closedNs = (tier) => {
-  closed = ${read({
-    bucket: `${c.rawBucket} + "_${finestFirst[0]?.name}"`,
-    start: "0",
-    stop: "now()",
-    where: and(eq("_measurement", lit.str(PROGRESS_MEASUREMENT)), eq("_field", lit.str("closed_through"))),
-    aggregate: aggregate.whole("last"),
-    after: [
-      "filter(fn: (r) => r.tier == tier)",
-      "group()",
-      "min()",
-      'findColumn(fn: (key) => true, column: "_value")',
-    ],
-  })}
+  closed = ${closedThroughRead(c.rawBucket)}
   return if length(arr: closed) == 0 then 0 else int(v: closed[0]) * 1000000
 }`,
   ];
