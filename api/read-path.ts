@@ -92,11 +92,13 @@ export class ReadPath {
   async firstSeen(now = Date.now()): Promise<Map<string, number>> {
     const tiers = (await this.tierStates(now)).sort((a, b) => b.ms - a.ms);
     const segments = planSegments(0, Date.UTC(2200, 0, 1), tiers);
+    // Per segment, [sensor, first reading time in epoch ms]: raw readings' first _time, or the
+    // earliest `first_time` field (epoch ms) of a tier's rollups.
     const found = await Promise.all(
-      segments.map((segment) => {
+      segments.map(async (segment): Promise<[string, number][]> => {
         const range = { start: lit.time(segment.start), stop: lit.time(segment.stop) };
         if (segment.source === "raw") {
-          return this.flux.columns(
+          const rows = await this.flux.columns(
             "first_raw",
             seriesAggregate(
               {
@@ -109,31 +111,30 @@ export class ReadPath {
             ),
             ["sensor_id", "_time"],
           );
+          return rows.map(([sensor = "", time = ""]) => [sensor, Date.parse(time)]);
         }
-        return this.flux
-          .columns(
-            "first_rollup",
-            seriesAggregate(
-              {
-                bucket: lit.str(this.influx.rollupBuckets[segment.source]),
-                ...range,
-                where: and(
-                  eq("_measurement", lit.str(ROLLUP_MEASUREMENT)),
-                  eq("_field", lit.str("first_time")),
-                ),
-              },
-              "first",
-              ["sensor_id", "_value"],
-            ),
+        const rows = await this.flux.columns(
+          "first_rollup",
+          seriesAggregate(
+            {
+              bucket: lit.str(this.influx.rollupBuckets[segment.source]),
+              ...range,
+              where: and(
+                eq("_measurement", lit.str(ROLLUP_MEASUREMENT)),
+                eq("_field", lit.str("first_time")),
+              ),
+            },
+            "first",
             ["sensor_id", "_value"],
-          )
-          .then((rows) => rows.map(([sensor, ms]) => [sensor, new Date(Number(ms)).toISOString()]));
+          ),
+          ["sensor_id", "_value"],
+        );
+        return rows.map(([sensor = "", ms = ""]) => [sensor, Number(ms)]);
       }),
     );
     const first = new Map<string, number>();
     for (const rows of found) {
-      for (const [sensor = "", time = ""] of rows) {
-        const t = Date.parse(time);
+      for (const [sensor, t] of rows) {
         if (t < (first.get(sensor) ?? Number.POSITIVE_INFINITY)) first.set(sensor, t);
       }
     }

@@ -16,6 +16,7 @@ import {
   isolatedEnv,
   liveSensor,
   type Outgoing,
+  postThresholdRule,
   produce,
   READ_TOKEN,
   sendJson,
@@ -239,13 +240,7 @@ describe("alert rules change live in a running worker", () => {
   const live = liveSensor("rules-live", "live_1", Date.UTC(2026, 0, 11));
 
   it("fires within seconds of creation, follows a PATCH, and stops after a DELETE", async () => {
-    const created = await sendJson<{ id: string }>("POST", `${live.api.url}/v1/rules`, {
-      name: "live",
-      sensors: { type: "ids", ids: ["live_1"] },
-      field: "temperature",
-      condition: { type: "threshold", op: "above", value: 40 },
-      severity: "warning",
-    });
+    const created = await postThresholdRule(live.api.url, "live", "live_1", "warning");
     expect(created.status).toBe(201);
     const id = created.body.id;
     const names = new Map([[id, "live"]]);
@@ -337,13 +332,7 @@ describe("a severity change mid-episode, read back through /v1/alerts", () => {
   };
 
   it("lists the severity_changed record with its reason, and filters by that state", async () => {
-    const created = await sendJson<{ id: string }>("POST", `${live.api.url}/v1/rules`, {
-      name: "sev",
-      sensors: { type: "ids", ids: ["sev_1"] },
-      field: "temperature",
-      condition: { type: "threshold", op: "above", value: 40 },
-      severity: "warning",
-    });
+    const created = await postThresholdRule(live.api.url, "sev", "sev_1", "warning");
     expect(created.status).toBe(201);
     const id = created.body.id;
     await eventually(

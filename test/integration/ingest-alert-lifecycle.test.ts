@@ -18,6 +18,7 @@ import {
   isolatedEnv,
   kafkaFor,
   liveSensor,
+  postThresholdRule,
   produce,
   sendJson,
   spawnWorker,
@@ -31,13 +32,7 @@ describe("alert lifecycle: deleting a rule resolves its open alerts", () => {
   const live = liveSensor("alert-life", "life_1", start);
 
   it("fires, and after the rule is deleted stores and publishes one resolved record saying why", async () => {
-    const created = await sendJson<{ id: string }>("POST", `${live.api.url}/v1/rules`, {
-      name: "life",
-      sensors: { type: "ids", ids: ["life_1"] },
-      field: "temperature",
-      condition: { type: "threshold", op: "above", value: 40 },
-      severity: "critical",
-    });
+    const created = await postThresholdRule(live.api.url, "life", "life_1", "critical");
     expect(created.status).toBe(201);
     const names = new Map([[created.body.id, "life"]]);
     await eventually(
@@ -121,13 +116,7 @@ describe("alert lifecycle: a rule change applied twice from the same state write
   });
 
   it("a deletion resolved by a worker killed before its commit is resolved again by the next one at the same time, as one point", async () => {
-    const created = await sendJson<{ id: string }>("POST", `${api.url}/v1/rules`, {
-      name: "twice",
-      sensors: { type: "ids", ids: ["twice_1"] },
-      field: "temperature",
-      condition: { type: "threshold", op: "above", value: 40 },
-      severity: "critical",
-    });
+    const created = await postThresholdRule(api.url, "twice", "twice_1", "critical");
     expect(created.status).toBe(201);
     const first = await startWorker(env);
     try {

@@ -445,3 +445,14 @@ export function liveSensor(name: string, sensor: string, start: number) {
   });
   return live;
 }
+
+/** Creates the rule the alert tests share: `field` (temperature) above 40 on one sensor. */
+export function postThresholdRule(apiUrl: string, name: string, sensor: string, severity: string) {
+  return sendJson<{ id: string }>("POST", `${apiUrl}/v1/rules`, {
+    name,
+    sensors: { type: "ids", ids: [sensor] },
+    field: "temperature",
+    condition: { type: "threshold", op: "above", value: 40 },
+    severity,
+  });
+}
