@@ -15,6 +15,8 @@ import type { ReadPath, SensorLast } from "./read-path.js";
 /** How far before the previous catch-up the next one starts reading. */
 export const TAIL_SLACK_MS = 10 * 60_000;
 const FOREVER = Date.UTC(2200, 0, 1);
+/** Readings per ms assumed for a sensor whose rate the rollups do not tell yet (one a second). */
+const UNKNOWN_RATE = 1 / 1000;
 
 type Entry = SensorLast & { first: number };
 
@@ -45,6 +47,21 @@ export class SensorCatalogue {
     let n = 0;
     for (const s of this.sensors.values()) if (s.first < stop && s.lastSeen >= start) n++;
     return n;
+  }
+
+  /**
+   * Readings per ms of `field` the sensors (or all) add up to in [start, stop), estimated from each
+   * one's last closed rollup window (no query): what a read of raw readings will return.
+   */
+  rate(start: number, stop: number, sensors: string[] | undefined, field: string): number {
+    if (sensors !== undefined) {
+      return sensors.reduce((sum, id) => sum + (this.sensors.get(id)?.rates?.[field] ?? UNKNOWN_RATE), 0);
+    }
+    let sum = 0;
+    for (const s of this.sensors.values()) {
+      if (s.first < stop && s.lastSeen >= start) sum += s.rates?.[field] ?? UNKNOWN_RATE;
+    }
+    return sum;
   }
 
   /**
@@ -138,6 +155,8 @@ export class SensorCatalogue {
         known.lastSeen = s.lastSeen;
         known.tags = s.tags;
       }
+      // Rates come from a refresh; a catch-up's raw tail has none and keeps them.
+      if (s.rates !== undefined) known.rates = { ...s.rates, ...known.rates };
       known.first = Math.min(known.first, ...Object.values(s.fields).map((f) => f.time));
     }
   }

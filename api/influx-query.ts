@@ -13,7 +13,17 @@ import {
   type ParameterizedQuery,
 } from "@influxdata/influxdb-client";
 import { Histogram, type Registry } from "prom-client";
+import { AnnotatedCsv, type CsvTable } from "./flux-csv.js";
 import { ProblemError, unavailable } from "./problem.js";
+
+/** What the API asks InfluxDB's CSV to hold: the annotations name each table's columns and result. */
+const DIALECT = {
+  header: true,
+  delimiter: ",",
+  quoteChar: '"',
+  commentPrefix: "#",
+  annotations: ["datatype", "group", "default"],
+};
 
 const NETWORK_ERRORS = new Set([
   "ECONNREFUSED",
@@ -52,17 +62,8 @@ export class FluxRunner {
 
   /** The named columns of every row, as InfluxDB's text (no object per row: for large answers). */
   async columns(name: string, query: string, columns: string[]): Promise<(string | undefined)[][]> {
-    const out: (string | undefined)[][] = [];
-    let meta: FluxTableMetaData | undefined;
-    let index: number[] = [];
-    await this.run(name, query, (values, tableMeta) => {
-      if (tableMeta !== meta) {
-        meta = tableMeta;
-        index = columns.map((c) => tableMeta.columns.findIndex((col) => col.label === c));
-      }
-      out.push(index.map((i) => (i < 0 ? undefined : values[i])));
-    });
-    return out;
+    const [rows = []] = await this.columnsOfEach(name, [query], columns, false);
+    return rows;
   }
 
   /**
@@ -74,25 +75,48 @@ export class FluxRunner {
     name: string,
     queries: readonly string[],
     columns: string[],
+    named = true,
   ): Promise<(string | undefined)[][][]> {
     const out: (string | undefined)[][][] = queries.map(() => []);
     if (queries.length === 0) return out;
-    const script = queries.map((q, i) => `${q}\n  |> yield(name: "${i}")`).join("\n\n");
-    let meta: FluxTableMetaData | undefined;
+    const script = named
+      ? queries.map((q, i) => `${q}\n  |> yield(name: "${i}")`).join("\n\n")
+      : (queries[0] as string);
+    let table: CsvTable | undefined;
     let index: number[] = [];
     let result = -1;
-    await this.run(name, script, (values, tableMeta) => {
-      if (tableMeta !== meta) {
-        meta = tableMeta;
-        index = columns.map((c) => tableMeta.columns.findIndex((col) => col.label === c));
-        result = tableMeta.columns.findIndex((col) => col.label === "result");
+    const csv = new AnnotatedCsv((values, t) => {
+      if (t !== table) {
+        table = t;
+        index = columns.map((c) => t.labels.indexOf(c));
+        result = t.labels.indexOf("result");
       }
       // A result's name is usually only in its table's #default annotation, not in each row.
-      const label = values[result] || tableMeta.columns[result]?.defaultValue;
-      const rows = label ? out[Number(label)] : undefined;
-      if (rows === undefined) throw new Error(`${name}: a row of unknown result ${label}`);
+      const rows = named ? out[Number(values[result] || t.defaults[result])] : out[0];
+      if (rows === undefined) throw new Error(`${name}: a row of unknown result ${values[result]}`);
       rows.push(index.map((i) => (i < 0 ? undefined : values[i])));
     });
+    const end = this.latency.startTimer({ query: name });
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new QueryTimeout()), this.timeoutMs);
+    try {
+      const chunks = this.influx.transport.iterate(
+        `/api/v2/query?org=${encodeURIComponent(this.org)}`,
+        JSON.stringify({ query: script, dialect: DIALECT, type: "flux" }),
+        {
+          method: "POST",
+          headers: { "content-type": "application/json; encoding=utf-8", "accept-encoding": "identity" },
+          signal: abort.signal,
+        },
+      );
+      for await (const chunk of chunks) csv.push(chunk);
+      csv.end();
+    } catch (err) {
+      throw classify(abort.signal.aborted ? new QueryTimeout() : err, name, this.timeoutMs);
+    } finally {
+      clearTimeout(timer);
+      end();
+    }
     return out;
   }
 

@@ -26,20 +26,40 @@ const ceilTo = (t: number, step: number) => Math.ceil(t / step) * step;
 
 /**
  * Splits [start, stop) among `tiers` (coarsest first, each one usable for the request) and raw
- * readings. A tier answers only whole windows of its own size that are closed and retained.
+ * readings. A tier answers only whole windows of its own size that are closed and retained. The
+ * coarsest tier answers every such window of the range; with `cost`, each edge it leaves (the open
+ * tail, a range start inside one of its windows) goes to finer tiers or to raw readings, whichever
+ * `cost` says is cheaper, since a finer tier costs a read of every series again.
  */
-export function planSegments(start: number, stop: number, tiers: readonly TierState[]): Segment[] {
+export function planSegments(
+  start: number,
+  stop: number,
+  tiers: readonly TierState[],
+  cost?: (segments: readonly Segment[]) => number,
+): Segment[] {
   if (stop <= start) return [];
   const [tier, ...finer] = tiers;
   if (tier === undefined) return [{ source: "raw", start, stop }];
   const from = ceilTo(Math.max(start, tier.retainedFrom), tier.ms);
   const to = floorTo(Math.min(stop, tier.closedThrough), tier.ms);
-  if (to <= from) return planSegments(start, stop, finer);
+  if (to <= from) return planSegments(start, stop, finer, cost);
   return [
-    ...planSegments(start, from, finer),
+    ...edge(start, from, finer, cost),
     { source: tier.name, start: from, stop: to },
-    ...planSegments(to, stop, finer),
+    ...edge(to, stop, finer, cost),
   ];
+}
+
+function edge(
+  start: number,
+  stop: number,
+  tiers: readonly TierState[],
+  cost: ((segments: readonly Segment[]) => number) | undefined,
+): Segment[] {
+  const tiered = planSegments(start, stop, tiers, cost);
+  if (cost === undefined || tiered.every((s) => s.source === "raw")) return tiered;
+  const raw: Segment[] = [{ source: "raw", start, stop }];
+  return cost(raw) <= cost(tiered) ? raw : tiered;
 }
 
 /** Functions a rollup can answer (from count, sum, sum of squares, min and max). */

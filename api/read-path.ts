@@ -16,7 +16,7 @@ import {
   seriesAggregate,
   windowAggregate,
 } from "../common/flux-shapes.js";
-import { bucketRetentions } from "../common/influx.js";
+import { type BucketLayout, bucketLayouts } from "../common/influx.js";
 import {
   PROGRESS_MEASUREMENT,
   ROLLUP_MEASUREMENT,
@@ -44,6 +44,10 @@ export interface WindowRequest {
   tiers: TierState[];
   /** How many series the request selects (named sensors, or the catalogue's estimate). */
   series: number;
+  /** Readings per ms the selected series add up to (the catalogue's estimate): what a raw read returns. */
+  rate: number;
+  /** Whether the range's edges may go to raw readings where finer tiers cost more (tier=auto). */
+  chooseEdges: boolean;
 }
 
 export interface SensorLast {
@@ -51,19 +55,22 @@ export interface SensorLast {
   lastSeen: number;
   tags: Record<string, string>;
   fields: Record<string, { value: number; time: number }>;
+  /** Readings per ms of each field, from the rollups (the last closed window's count over its size). */
+  rates?: Record<string, number>;
 }
 
-/** One storage-side query of a plan and what its rows are: one part of the aggregate, all of them ("partial"), or the field named by `_field`. */
-type Part = { name: string; query: string; as?: keyof Partial | "partial" };
+/** One storage-side query of a plan and what its rows are: one part of the aggregate, raw points to add up, or the field named by `_field`. */
+type Part = { name: string; query: string; as?: keyof Partial | "points" };
 
 /**
- * A raw segment where readings can only span this long (it is clipped at now plus the future skew
- * the worker accepts) is added up in one pass in Flux: one storage read per series instead of one
- * per function. The open tail after the last closed minute is one of these. Longer segments hold
- * more readings than Flux adds up faster than storage does.
+ * What a read costs InfluxDB 2.7, in ms, measured on the read bench's fleets: every storage read
+ * opens a cursor per series and shard before it reads a point; every row answered is encoded by
+ * InfluxDB and parsed here; a row from a pushed-down window aggregate costs more than a raw point.
+ * Only ratios matter: they choose between plans that give the same answer.
  */
-const RAW_ONE_PASS_MS = 10 * 60_000;
+const COST = { seriesMs: 0.1, pointMs: 0.003, windowMs: 0.005, queryMs: 1 };
 const FUTURE_SKEW_MS = 5 * 60_000;
+const DAY_MS = 86_400_000;
 
 const PROGRESS_TTL_MS = 1000;
 
@@ -72,19 +79,19 @@ const SYSTEM = new Set(["result", "table", "_start", "_stop", "_time", "_value",
 export class ReadPath {
   private progress: { at: number; closedThrough: Map<string, number> } | undefined;
   private progressRead: Promise<void> | undefined;
-  private retention = new Map<string, number>();
+  private layouts = new Map<string, BucketLayout>();
 
   constructor(
     private readonly flux: FluxRunner,
     private readonly influx: InfluxConfig,
   ) {}
 
-  /** Reads bucket retentions (how far back each tier holds data). */
+  /** Reads the buckets' layouts (how far back each tier holds data, how its shards are cut). */
   async start(): Promise<void> {
     try {
-      this.retention = await bucketRetentions(this.influx);
+      this.layouts = await bucketLayouts(this.influx);
     } catch {
-      // Without bucket information every tier is assumed to keep everything.
+      // Without bucket information every tier is assumed to keep everything, in week-long shards.
     }
   }
 
@@ -148,7 +155,7 @@ export class ReadPath {
     else if (age > PROGRESS_TTL_MS / 2) void this.refreshProgress(now).catch(() => {});
     const closed = (this.progress as { closedThrough: Map<string, number> }).closedThrough;
     return ROLLUP_TIERS.map((t) => {
-      const keep = this.retention.get(this.influx.rollupBuckets[t.name]) ?? 0;
+      const keep = this.layouts.get(this.influx.rollupBuckets[t.name])?.retentionMs ?? 0;
       return {
         name: t.name,
         ms: t.ms,
@@ -202,25 +209,74 @@ export class ReadPath {
 
   /**
    * Sub-window aggregates per sensor: for each segment of the plan, one storage-side query per
-   * combining function, all in one script, merged by sensor and sub-window start.
+   * combining function (or the raw points, where that is cheaper), all in one script, merged by
+   * sensor and sub-window start.
    */
   async subWindows(
     req: WindowRequest,
   ): Promise<{ windows: Map<string, Map<number, Partial>>; sources: Set<string> }> {
-    const segments = planSegments(req.start, req.stop, req.tiers);
+    const now = Date.now();
+    const segments = planSegments(
+      req.start,
+      req.stop,
+      req.tiers,
+      req.chooseEdges ? (plan) => plan.reduce((sum, s) => sum + this.cost(s, req, now), 0) : undefined,
+    );
     const windows = new Map<string, Map<number, Partial>>();
     const sources = new Set(segments.map((s) => s.source));
-    const parts = segments.flatMap((segment) => this.partsFor(segment, req));
+    const parts = segments.flatMap((segment) => this.partsFor(segment, req, now));
     const answers = await this.flux.columnsOfEach(
       [...new Set(parts.map((p) => p.name))].join("+"),
       parts.map((p) => p.query),
-      ["sensor_id", "_time", "_value", "_field", "_start", "count", "sum", "sumsq", "min", "max"],
+      ["sensor_id", "_time", "_value", "_field"],
     );
     for (const [i, part] of parts.entries()) this.merge(part, answers[i] ?? [], req.stepMs, windows);
     return { windows, sources };
   }
 
-  private partsFor(segment: Segment, req: WindowRequest): Part[] {
+  /** Expected shard groups a read of `span` ms in `bucket` touches. */
+  private shards(bucket: string, span: number): number {
+    return 1 + span / (this.layouts.get(bucket)?.shardGroupMs ?? 7 * DAY_MS);
+  }
+
+  /** What reading a segment costs (COST's units), the cheaper way for raw readings. */
+  private cost(segment: Segment, req: WindowRequest, now: number): number {
+    if (segment.source === "raw") return Math.min(...Object.values(this.rawCosts(segment, req, now)));
+    const fields = (["count", "sum", "sumsq", "min", "max"] as const).filter((f) => req.need[f]).length;
+    const span = segment.stop - segment.start;
+    const series = req.series * fields;
+    const reads = series * this.shards(this.influx.rollupBuckets[segment.source], span);
+    const rows = series * Math.ceil(span / req.stepMs);
+    const asPoints = req.stepMs === tierByName(segment.source).ms;
+    return (
+      reads * COST.seriesMs +
+      rows * (asPoints ? COST.pointMs : COST.windowMs) +
+      (asPoints ? 1 : Math.min(fields, 3)) * COST.queryMs
+    );
+  }
+
+  /**
+   * A raw segment read two ways: every point, added up here (one storage read per series, a row
+   * per reading), or one pushed-down window aggregate per function (a storage read per series and
+   * function, a row per window). Readings can span at most until now plus the future skew the
+   * worker accepts.
+   */
+  private rawCosts(segment: Segment, req: WindowRequest, now: number): { points: number; pushdown: number } {
+    const span = Math.max(0, Math.min(segment.stop, now + FUTURE_SKEW_MS) - segment.start);
+    const reads = req.series * this.shards(this.influx.bucket, span);
+    const readings = req.rate * span;
+    const windows = Math.min(readings, req.series * Math.ceil(span / req.stepMs));
+    const fns = (["count", "sum", "min", "max"] as const).filter((f) => req.need[f]).length;
+    const one = reads * COST.seriesMs + windows * COST.windowMs + COST.queryMs;
+    // Storage cannot square: the sum of squares reads every point in Flux.
+    const sumsq = req.need.sumsq ? reads * COST.seriesMs + readings * COST.pointMs + COST.queryMs : 0;
+    return {
+      points: reads * COST.seriesMs + readings * COST.pointMs + COST.queryMs,
+      pushdown: fns * one + sumsq,
+    };
+  }
+
+  private partsFor(segment: Segment, req: WindowRequest, now: number): Part[] {
     const every = lit.duration(req.stepMs);
     const sensors = anyOf("sensor_id", req.sensors ?? []);
     const range = { start: lit.time(segment.start), stop: lit.time(segment.stop) };
@@ -234,26 +290,13 @@ export class ReadPath {
           sensors,
         ),
       };
-      const span = Math.max(0, Math.min(segment.stop, Date.now() + FUTURE_SKEW_MS) - segment.start);
-      if (span <= RAW_ONE_PASS_MS) {
-        const v = "float(v: r._value)";
+      const costs = this.rawCosts(segment, req, now);
+      if (costs.points <= costs.pushdown) {
         return [
           {
-            name: "raw_one_pass",
-            query: `${rawPoints(s)}
-  |> window(every: ${every})
-  |> reduce(
-    identity: {count: 0.0, sum: 0.0, sumsq: 0.0, min: float(v: "+Inf"), max: float(v: "-Inf")},
-    fn: (r, accumulator) => ({
-      count: accumulator.count + 1.0,
-      sum: accumulator.sum + ${v},
-      sumsq: accumulator.sumsq + ${v} * ${v},
-      min: if ${v} < accumulator.min then ${v} else accumulator.min,
-      max: if ${v} > accumulator.max then ${v} else accumulator.max,
-    }),
-  )
-  |> keep(columns: ["_start", "sensor_id", "count", "sum", "sumsq", "min", "max"])`,
-            as: "partial",
+            name: "raw_points",
+            query: `${rawPoints(s)}\n  |> keep(columns: ["_time", "_value", "sensor_id"])`,
+            as: "points",
           },
         ];
       }
@@ -262,7 +305,6 @@ export class ReadPath {
         if (req.need[fn]) parts.push({ name: `raw_${fn}`, query: windowAggregate(s, every, fn), as: fn });
       }
       if (req.need.sumsq) {
-        // Storage cannot square: this one reads the points (bounded by the caller).
         parts.push({
           name: "raw_sumsq",
           query: `${rawPoints(s)}
@@ -307,8 +349,14 @@ export class ReadPath {
     stepMs: number,
     windows: Map<string, Map<number, Partial>>,
   ): void {
-    for (const [sensor = "", time = "", value = "", fieldName = "", windowStart = "", ...parts] of rows) {
-      const start = Math.floor(Date.parse(part.as === "partial" ? windowStart : time) / stepMs) * stepMs;
+    // Rows share few distinct times (one per window): each is parsed once.
+    const starts = new Map<string, number>();
+    for (const [sensor = "", time = "", value = "", fieldName = ""] of rows) {
+      let start = starts.get(time);
+      if (start === undefined) {
+        start = Math.floor(Date.parse(time) / stepMs) * stepMs;
+        if (part.as !== "points") starts.set(time, start);
+      }
       let bySensor = windows.get(sensor);
       if (bySensor === undefined) {
         bySensor = new Map();
@@ -319,17 +367,16 @@ export class ReadPath {
         w = { count: 0, sum: 0, sumsq: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY };
         bySensor.set(start, w);
       }
-      if (part.as === "partial") {
-        const [count, sum, sumsq, min, max] = parts.map(Number) as [number, number, number, number, number];
-        w.count += count;
-        w.sum += sum;
-        w.sumsq += sumsq;
-        w.min = Math.min(w.min, min);
-        w.max = Math.max(w.max, max);
+      const x = Number(value);
+      if (part.as === "points") {
+        w.count += 1;
+        w.sum += x;
+        w.sumsq += x * x;
+        if (x < w.min) w.min = x;
+        if (x > w.max) w.max = x;
         continue;
       }
       const key = part.as ?? (fieldName as keyof Partial);
-      const x = Number(value);
       if (key === "min") w.min = Math.min(w.min, x);
       else if (key === "max") w.max = Math.max(w.max, x);
       else w[key] += x;
@@ -359,6 +406,8 @@ export class ReadPath {
           continue;
         }
         Object.assign(known.fields, entry.fields);
+        // Segments come in time order, the coarsest tier first: its window counts the most readings.
+        if (entry.rates !== undefined) known.rates = { ...entry.rates, ...known.rates };
         if (entry.lastSeen >= known.lastSeen) {
           known.lastSeen = entry.lastSeen;
           known.tags = entry.tags;
@@ -424,13 +473,13 @@ export class ReadPath {
           eq("_measurement", lit.str(ROLLUP_MEASUREMENT)),
           field === undefined ? "" : eq("field", lit.str(field)),
           sensorCondition,
-          anyOf("_field", ["last", "last_time", "tags"]),
+          anyOf("_field", ["count", "last", "last_time", "tags"]),
         ),
       },
       "last",
       ["sensor_id", "field", "_field", "_value"],
     );
-    const partial = new Map<string, { value?: number; time?: number; tags?: string }>();
+    const partial = new Map<string, { value?: number; time?: number; tags?: string; count?: number }>();
     for (const [sensorId = "", fieldName = "", kind = "", value = ""] of await this.flux.columns(
       "last_rollup",
       query,
@@ -440,6 +489,7 @@ export class ReadPath {
       const p = partial.get(key) ?? {};
       if (kind === "last") p.value = Number(value);
       else if (kind === "last_time") p.time = Number(value);
+      else if (kind === "count") p.count = Number(value);
       else p.tags = value;
       partial.set(key, p);
     }
@@ -448,6 +498,8 @@ export class ReadPath {
       const [sensorId = "", fieldName = ""] = key.split("\u001f");
       const e = entry(sensorId);
       e.fields[fieldName] = { value: p.value, time: p.time };
+      if (p.count !== undefined)
+        e.rates = { ...e.rates, [fieldName]: p.count / tierByName(segment.source).ms };
       if (p.time >= e.lastSeen) {
         e.lastSeen = p.time;
         e.tags = p.tags === undefined ? {} : (JSON.parse(p.tags) as Record<string, string>);

@@ -91,7 +91,17 @@ function shardGroupMs(config: InfluxConfig, name: string, retentionMs: number): 
   return retentionMs > 0 ? Math.min(wanted, retentionMs) : wanted;
 }
 
-async function findBucket(config: InfluxConfig, orgID: string, name: string): Promise<number | undefined> {
+/** How a bucket keeps its data: retention (0 = forever) and the span of each shard group. */
+export interface BucketLayout {
+  retentionMs: number;
+  shardGroupMs: number;
+}
+
+async function findBucket(
+  config: InfluxConfig,
+  orgID: string,
+  name: string,
+): Promise<BucketLayout | undefined> {
   const found = (await influxApi(
     config,
     "GET",
@@ -100,20 +110,34 @@ async function findBucket(config: InfluxConfig, orgID: string, name: string): Pr
     // Asked by name, InfluxDB answers a missing bucket with 404.
     if (/answered 404/.test((err as Error).message)) return {};
     throw err;
-  })) as { buckets?: { retentionRules?: { everySeconds?: number }[] }[] };
+  })) as {
+    buckets?: { retentionRules?: { everySeconds?: number; shardGroupDurationSeconds?: number }[] }[];
+  };
   const bucket = found.buckets?.[0];
-  return bucket === undefined ? undefined : (bucket.retentionRules?.[0]?.everySeconds ?? 0) * 1000;
+  if (bucket === undefined) return undefined;
+  const rule = bucket.retentionRules?.[0];
+  const retentionMs = (rule?.everySeconds ?? 0) * 1000;
+  const shard = (rule?.shardGroupDurationSeconds ?? 0) * 1000;
+  return { retentionMs, shardGroupMs: shard > 0 ? shard : defaultShardGroupMs(retentionMs) };
 }
 
-/** Each existing bucket's retention in ms (0 = forever); missing buckets are left out. */
-export async function bucketRetentions(config: InfluxConfig): Promise<Map<string, number>> {
+/** InfluxDB's own shard group span for a retention, when a bucket was created without one. */
+function defaultShardGroupMs(retentionMs: number): number {
+  const day = 86_400_000;
+  if (retentionMs === 0 || retentionMs > 180 * day) return 7 * day;
+  if (retentionMs < 2 * day) return 3_600_000;
+  return day;
+}
+
+/** Each existing bucket's layout (retention and shard group span); missing buckets are left out. */
+export async function bucketLayouts(config: InfluxConfig): Promise<Map<string, BucketLayout>> {
   const orgID = await orgId(config);
-  const retention = new Map<string, number>();
+  const layouts = new Map<string, BucketLayout>();
   for (const [name] of wantedBuckets(config)) {
-    const ms = await findBucket(config, orgID, name);
-    if (ms !== undefined) retention.set(name, ms);
+    const layout = await findBucket(config, orgID, name);
+    if (layout !== undefined) layouts.set(name, layout);
   }
-  return retention;
+  return layouts;
 }
 
 /**

@@ -48,7 +48,7 @@ type AggregateFunction = (typeof FUNCTION_NAMES)[number];
 type Quantile = keyof typeof QUANTILES;
 const DEFAULT_FUNCTIONS: AggregateFunction[] = ["mean", "min", "max", "count"];
 /** /latest reads the windows between the sensors' latest ones in one request when at most this many. */
-const LATEST_SPAN_WINDOWS = 5;
+const LATEST_SPAN_WINDOWS = 20;
 /** Most sliding windows one reading may fall into (window / every). */
 const MAX_OVERLAP = 100;
 
@@ -238,6 +238,8 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
       need: needOf(plan.fns),
       tiers: choice.tiers,
       series: plan.sensors?.length ?? ctx.catalogue.sensorsIn(start, stop),
+      rate: ctx.catalogue.rate(start, stop, plan.sensors, plan.field),
+      chooseEdges: plan.tier === "auto",
     });
     let exact = new Map<string, Record<string, number>>();
     if (quantiles.length > 0) {
@@ -263,6 +265,8 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
       need: { count: true, sum: false, sumsq: false, min: false, max: false },
       tiers: states.filter((t) => (stop - start) % t.ms === 0).sort((a, b) => b.ms - a.ms),
       series: plan.sensors?.length ?? ctx.catalogue.sensorsIn(start, stop),
+      rate: ctx.catalogue.rate(start, stop, plan.sensors, plan.field),
+      chooseEdges: true,
     });
     return countOf(counted.windows);
   }
@@ -339,6 +343,16 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
   ): WindowAggregate[] {
     const out: WindowAggregate[] = [];
     const parts = plan.periodMs / subMs;
+    // Every sensor has the same few window times: each is formatted once.
+    const times = new Map<number, string>();
+    const isoOf = (t: number) => {
+      let text = times.get(t);
+      if (text === undefined) {
+        text = iso(t);
+        times.set(t, text);
+      }
+      return text;
+    };
     for (const sensor of [...sub.keys()].sort()) {
       const bySub = sub.get(sensor) as Map<number, Partial>;
       const starts = new Set<number>();
@@ -368,8 +382,8 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         if (agg.count === 0) continue;
         const row: WindowAggregate = {
           sensor_id: sensor,
-          window_start: iso(w),
-          window_end: iso(w + plan.periodMs),
+          window_start: isoOf(w),
+          window_end: isoOf(w + plan.periodMs),
         };
         for (const fn of plan.fns) {
           if (fn === "mean") row.mean = meanOf(agg);
