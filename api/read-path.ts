@@ -65,10 +65,11 @@ type Part = { name: string; query: string; as?: keyof Partial | "points" };
 /**
  * What a read costs InfluxDB 2.7, in ms, measured on the read bench's fleets: every storage read
  * opens a cursor per series and shard before it reads a point; every row answered is encoded by
- * InfluxDB and parsed here; a row from a pushed-down window aggregate costs more than a raw point.
+ * InfluxDB and parsed here; a row from a pushed-down window aggregate costs more than a raw point;
+ * a point Flux itself computes on (squares for the sum of squares) costs less than one sent here.
  * Only ratios matter: they choose between plans that give the same answer.
  */
-const COST = { seriesMs: 0.1, pointMs: 0.003, windowMs: 0.005, queryMs: 1 };
+const COST = { seriesMs: 0.1, pointMs: 0.003, windowMs: 0.005, fluxPointMs: 0.001, queryMs: 1 };
 const FUTURE_SKEW_MS = 5 * 60_000;
 const DAY_MS = 86_400_000;
 
@@ -269,7 +270,9 @@ export class ReadPath {
     const fns = (["count", "sum", "min", "max"] as const).filter((f) => req.need[f]).length;
     const one = reads * COST.seriesMs + windows * COST.windowMs + COST.queryMs;
     // Storage cannot square: the sum of squares reads every point in Flux.
-    const sumsq = req.need.sumsq ? reads * COST.seriesMs + readings * COST.pointMs + COST.queryMs : 0;
+    const sumsq = req.need.sumsq
+      ? reads * COST.seriesMs + readings * COST.fluxPointMs + windows * COST.windowMs + COST.queryMs
+      : 0;
     return {
       points: reads * COST.seriesMs + readings * COST.pointMs + COST.queryMs,
       pushdown: fns * one + sumsq,

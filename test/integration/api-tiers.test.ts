@@ -6,7 +6,12 @@
  */
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiSettings } from "../../api/config.js";
+import { FluxRunner } from "../../api/influx-query.js";
+import { ReadPath } from "../../api/read-path.js";
+import { createInflux } from "../../common/influx.js";
 import { type SeedReading, seedReadings } from "../support/api-helpers.js";
 import { consumeAll, type Env, fluxRows, isolatedEnv, READ_TOKEN, startApi } from "../support/harness.js";
 
@@ -110,6 +115,56 @@ describe("rollup tiers", () => {
     expect(auto.tier).toBe("1m");
     expect(raw.windows.length).toBeGreaterThan(100);
     expectSame(auto.windows, raw.windows);
+  });
+
+  it("reads raw readings as points added up in the API or as pushed-down aggregates, with the same answer", async () => {
+    const settings = apiSettings({ ...env, API_PORT: "0" });
+    const scripts: string[] = [];
+    const flux = new (class extends FluxRunner {
+      override columnsOfEach(name: string, queries: readonly string[], columns: string[], named?: boolean) {
+        scripts.push(...queries);
+        return super.columnsOfEach(name, queries, columns, named);
+      }
+    })(createInflux(settings.influx), settings.influx.org, new Registry());
+    const read = new ReadPath(flux, settings.influx);
+    await read.start();
+    for (const stepMs of [MIN, HOUR]) {
+      const ask = async (rate: number) => {
+        scripts.length = 0;
+        const { windows, sources } = await read.subWindows({
+          field: "temperature",
+          sensors: [...SENSORS, "lagger"],
+          stepMs,
+          start: T0,
+          stop: T0 + 3 * HOUR,
+          need: { count: true, sum: true, sumsq: true, min: true, max: true },
+          tiers: [],
+          series: SENSORS.length + 1,
+          rate,
+          chooseEdges: true,
+        });
+        expect([...sources]).toEqual(["raw"]);
+        return { windows, pushedDown: scripts.some((q) => q.includes("aggregateWindow")) };
+      };
+      // Almost no readings expected: one read of the points; a flood expected: aggregates in storage.
+      const points = await ask(1e-9);
+      const pushed = await ask(1e9);
+      expect([points.pushedDown, pushed.pushedDown]).toEqual([false, true]);
+      const flat = (w: typeof points.windows) =>
+        [...w].flatMap(([sensor, bySub]) => [...bySub].map(([t, p]) => ({ sensor, t, ...p })));
+      const a = flat(points.windows).sort((x, y) => x.sensor.localeCompare(y.sensor) || x.t - y.t);
+      const b = flat(pushed.windows).sort((x, y) => x.sensor.localeCompare(y.sensor) || x.t - y.t);
+      expect(a.map((w) => [w.sensor, w.t, w.count, w.min, w.max])).toEqual(
+        b.map((w) => [w.sensor, w.t, w.count, w.min, w.max]),
+      );
+      a.forEach((w, i) => {
+        expect(w.sum).toBeCloseTo((b[i] as typeof w).sum, 9);
+        expect(w.sumsq / (b[i] as typeof w).sumsq).toBeCloseTo(1, 12);
+      });
+      // Every reading of the three hours is in one window or the other: both read them all.
+      const expected = readings.filter((r) => r.timestamp >= T0 && r.timestamp < T0 + 3 * HOUR).length;
+      expect(a.reduce((n, w) => n + w.count, 0)).toBe(expected);
+    }
   });
 
   it("merges the open tail from raw readings: a range past the closed rollups is complete", async () => {

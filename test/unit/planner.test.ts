@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { gcd, planSegments, type TierState, usableTiers } from "../../api/planner.js";
+import { gcd, planSegments, type Segment, type TierState, usableTiers } from "../../api/planner.js";
 
 const M = 60_000;
 const H = 3_600_000;
@@ -25,6 +25,22 @@ describe("planSegments", () => {
     ]);
   });
 
+  it("gives the edges the coarsest tier leaves to raw readings when finer tiers cost more, never its own windows", () => {
+    const closed = T0 + 5 * H + 30 * M + 15_000;
+    const rawIsCheap = (segments: readonly Segment[]) =>
+      segments.reduce((sum, s) => sum + (s.source === "raw" ? 1 : 10), 0);
+    expect(planSegments(T0 + 10 * M, T0 + 6 * H, tiers(closed), rawIsCheap)).toEqual([
+      { source: "raw", start: T0 + 10 * M, stop: T0 + H },
+      { source: "1h", start: T0 + H, stop: T0 + 5 * H },
+      { source: "raw", start: T0 + 5 * H, stop: T0 + 6 * H },
+    ]);
+    const rawIsDear = (segments: readonly Segment[]) =>
+      segments.reduce((sum, s) => sum + (s.source === "raw" ? 100 : 1) * (s.stop - s.start), 0);
+    expect(planSegments(T0 + 10 * M, T0 + 6 * H, tiers(closed), rawIsDear)).toEqual(
+      planSegments(T0 + 10 * M, T0 + 6 * H, tiers(closed)),
+    );
+  });
+
   it("reads raw data where a tier's retention no longer holds the range", () => {
     const plan = planSegments(T0, T0 + 3 * H, tiers(T0 + 10 * H, T0 + 90 * M));
     expect(plan).toEqual([
@@ -41,12 +57,20 @@ describe("planSegments", () => {
         fc.integer({ min: 1, max: 31 * DAY }),
         fc.integer({ min: -DAY, max: 80 * DAY }),
         fc.option(fc.integer({ min: 0, max: 60 * DAY }), { nil: undefined }),
-        (from, length, closedAt, retained) => {
+        fc.option(fc.record({ raw: fc.nat(1000), "1m": fc.nat(1000), "1h": fc.nat(1000) }), {
+          nil: undefined,
+        }),
+        (from, length, closedAt, retained, weights) => {
           const start = T0 + from;
           const stop = start + length;
           const closed = T0 + closedAt;
           const retainedFrom = retained === undefined ? Number.NEGATIVE_INFINITY : T0 + retained;
-          const plan = planSegments(start, stop, tiers(closed, retainedFrom));
+          // With a cost (a weight per source and ms read), edges may move to raw; coverage may not change.
+          const cost =
+            weights &&
+            ((segments: readonly Segment[]) =>
+              segments.reduce((sum, s) => sum + weights[s.source] * (s.stop - s.start + 1), 0));
+          const plan = planSegments(start, stop, tiers(closed, retainedFrom), cost);
           expect(plan[0]?.start).toBe(start);
           expect(plan.at(-1)?.stop).toBe(stop);
           for (let i = 0; i < plan.length; i++) {
