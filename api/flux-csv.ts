@@ -21,24 +21,37 @@ export class AnnotatedCsv {
   private rest = "";
   private defaults: string[] = [];
   private table: CsvTable | undefined;
+  /** Per table, the cells wanted (indexes into its labels), ascending with their output slots. */
+  private picks: { cell: number; slot: number }[] = [];
+  private values: (string | undefined)[] = [];
   private error = false;
 
-  constructor(private readonly onRow: (values: string[], table: CsvTable) => void) {}
+  /**
+   * `pick` says, for each table, which of its columns each row should hold (indexes into its
+   * labels, -1 for none): rows reach `onRow` as those cells only, in that order, in an array
+   * that is reused for the next row.
+   */
+  constructor(
+    private readonly pick: (table: CsvTable) => number[],
+    private readonly onRow: (values: (string | undefined)[], table: CsvTable) => void,
+  ) {}
 
   push(chunk: Uint8Array): void {
     const text = this.rest + this.decoder.decode(chunk, { stream: true });
     let start = 0;
     let from = 0;
+    let quote = text.indexOf('"');
     for (;;) {
       const nl = text.indexOf("\n", from);
       if (nl < 0) break;
-      const line = text.slice(start, nl);
+      if (quote >= 0 && quote < start) quote = text.indexOf('"', start);
       // A newline inside quotes (a value holding one) does not end the line.
-      if (line.indexOf('"') >= 0 && quotesIn(line) % 2 === 1) {
+      const quoted = quote >= 0 && quote < nl;
+      if (quoted && quotesIn(text, start, nl) % 2 === 1) {
         from = nl + 1;
         continue;
       }
-      this.line(line.endsWith("\r") ? line.slice(0, -1) : line);
+      this.line(text, start, text.charCodeAt(nl - 1) === 13 && nl > start ? nl - 1 : nl, quoted);
       start = nl + 1;
       from = start;
     }
@@ -48,16 +61,48 @@ export class AnnotatedCsv {
   end(): void {
     const last = this.rest + this.decoder.decode();
     this.rest = "";
-    if (last !== "") this.line(last.endsWith("\r") ? last.slice(0, -1) : last);
+    if (last === "") return;
+    const stop = last.endsWith("\r") ? last.length - 1 : last.length;
+    this.line(last, 0, stop, last.indexOf('"') >= 0);
   }
 
-  private line(line: string): void {
-    if (line === "") {
+  private line(text: string, start: number, stop: number, quoted: boolean): void {
+    if (stop === start) {
       this.table = undefined;
       this.defaults = [];
       return;
     }
-    const cells = line.indexOf('"') < 0 ? line.split(",") : splitQuoted(line);
+    if (this.table === undefined || quoted || this.error) {
+      const cells = splitQuoted(text.slice(start, stop));
+      this.cells(cells);
+      return;
+    }
+    // An unquoted row: only the wanted cells are cut out of the text.
+    // One array for every row (onRow must copy what it keeps); a cell equal to the same cell of the
+    // row before (a series' tags, a window's time) is that string again, not a new one.
+    const values = this.values;
+    let cell = -1; // the leading annotation column
+    let at = start;
+    let p = 0;
+    const picks = this.picks;
+    while (p < picks.length && at <= stop) {
+      let comma = text.indexOf(",", at);
+      if (comma < 0 || comma > stop) comma = stop;
+      while (p < picks.length && (picks[p] as { cell: number }).cell === cell) {
+        const slot = (picks[p] as { slot: number }).slot;
+        const before = values[slot];
+        if (before === undefined || before.length !== comma - at || !text.startsWith(before, at)) {
+          values[slot] = text.slice(at, comma);
+        }
+        p++;
+      }
+      cell++;
+      at = comma + 1;
+    }
+    this.onRow(values, this.table);
+  }
+
+  private cells(cells: string[]): void {
     if (this.table === undefined) {
       const first = cells[0] ?? "";
       if (first.startsWith("#")) {
@@ -65,19 +110,29 @@ export class AnnotatedCsv {
         return;
       }
       const labels = cells.slice(1);
-      this.table = { labels, defaults: labels.map((_, i) => this.defaults[i] ?? "") };
+      const table = { labels, defaults: labels.map((_, i) => this.defaults[i] ?? "") };
+      this.table = table;
       this.error = labels.length === 2 && labels[0] === "error" && labels[1] === "reference";
+      const wanted = this.pick(table);
+      this.values = new Array(wanted.length);
+      this.picks = wanted
+        .map((cell, slot) => ({ cell, slot }))
+        .filter((x) => x.cell >= 0)
+        .sort((a, b) => a.cell - b.cell);
       return;
     }
-    const values = cells.slice(1);
-    if (this.error) throw new FluxQueryError(`InfluxDB failed the query: ${values[0] ?? "no reason given"}`);
+    const row = cells.slice(1);
+    if (this.error) throw new FluxQueryError(`InfluxDB failed the query: ${row[0] ?? "no reason given"}`);
+    const values = this.values;
+    values.fill(undefined);
+    for (const { cell, slot } of this.picks) values[slot] = row[cell];
     this.onRow(values, this.table);
   }
 }
 
-function quotesIn(line: string): number {
+function quotesIn(text: string, start: number, stop: number): number {
   let n = 0;
-  for (let i = line.indexOf('"'); i >= 0; i = line.indexOf('"', i + 1)) n++;
+  for (let i = text.indexOf('"', start); i >= 0 && i < stop; i = text.indexOf('"', i + 1)) n++;
   return n;
 }
 

@@ -13,7 +13,7 @@ import {
   type ParameterizedQuery,
 } from "@influxdata/influxdb-client";
 import { Histogram, type Registry } from "prom-client";
-import { AnnotatedCsv, type CsvTable } from "./flux-csv.js";
+import { AnnotatedCsv } from "./flux-csv.js";
 import { ProblemError, unavailable } from "./problem.js";
 
 /** What the API asks InfluxDB's CSV to hold: the annotations name each table's columns and result. */
@@ -78,24 +78,44 @@ export class FluxRunner {
     named = true,
   ): Promise<(string | undefined)[][][]> {
     const out: (string | undefined)[][][] = queries.map(() => []);
-    if (queries.length === 0) return out;
+    await this.eachRow(
+      name,
+      queries,
+      columns,
+      (query, values) => out[query]?.push(values.slice(0, columns.length)),
+      named,
+    );
+    return out;
+  }
+
+  /**
+   * As columnsOfEach, but each row is handed to `row` with the index of its query as it is parsed,
+   * and kept nowhere: for answers folded into something smaller. The row's array is reused for the
+   * next row (its first `columns.length` items are the named columns).
+   */
+  async eachRow(
+    name: string,
+    queries: readonly string[],
+    columns: string[],
+    row: (query: number, values: (string | undefined)[]) => void,
+    named = true,
+  ): Promise<void> {
+    if (queries.length === 0) return;
     const script = named
       ? queries.map((q, i) => `${q}\n  |> yield(name: "${i}")`).join("\n\n")
       : (queries[0] as string);
-    let table: CsvTable | undefined;
-    let index: number[] = [];
-    let result = -1;
-    const csv = new AnnotatedCsv((values, t) => {
-      if (t !== table) {
-        table = t;
-        index = columns.map((c) => t.labels.indexOf(c));
-        result = t.labels.indexOf("result");
-      }
-      // A result's name is usually only in its table's #default annotation, not in each row.
-      const rows = named ? out[Number(values[result] || t.defaults[result])] : out[0];
-      if (rows === undefined) throw new Error(`${name}: a row of unknown result ${values[result]}`);
-      rows.push(index.map((i) => (i < 0 ? undefined : values[i])));
-    });
+    // Each row holds the named columns, then the result name (usually only in its table's
+    // #default annotation, not in each row).
+    const csv = new AnnotatedCsv(
+      (t) => [...columns.map((c) => t.labels.indexOf(c)), t.labels.indexOf("result")],
+      (values, t) => {
+        const label = values[columns.length] || t.defaults[t.labels.indexOf("result")];
+        const query = named ? Number(label) : 0;
+        if (!(query >= 0 && query < queries.length))
+          throw new Error(`${name}: a row of unknown result ${label}`);
+        row(query, values);
+      },
+    );
     const end = this.latency.startTimer({ query: name });
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new QueryTimeout()), this.timeoutMs);
@@ -117,7 +137,6 @@ export class FluxRunner {
       clearTimeout(timer);
       end();
     }
-    return out;
   }
 
   /** Streams the answer's rows to `row`, within the time budget; failures classified. */

@@ -226,12 +226,39 @@ export class ReadPath {
     const windows = new Map<string, Map<number, Partial>>();
     const sources = new Set(segments.map((s) => s.source));
     const parts = segments.flatMap((segment) => this.partsFor(segment, req, now));
-    const answers = await this.flux.columnsOfEach(
+    // Each part is added up on its own, then the parts in plan order: rows of the parts arrive
+    // interleaved, and sums must not depend on how.
+    const own = parts.map(() => new Map<string, Map<number, Partial>>());
+    const merges = parts.map((part, i) =>
+      this.merger(part, req.stepMs, own[i] as Map<string, Map<number, Partial>>),
+    );
+    await this.flux.eachRow(
       [...new Set(parts.map((p) => p.name))].join("+"),
       parts.map((p) => p.query),
       ["sensor_id", "_time", "_value", "_field"],
+      (i, row) => merges[i]?.(row),
     );
-    for (const [i, part] of parts.entries()) this.merge(part, answers[i] ?? [], req.stepMs, windows);
+    for (const part of own) {
+      for (const [sensor, bySub] of part) {
+        const into = windows.get(sensor);
+        if (into === undefined) {
+          windows.set(sensor, bySub);
+          continue;
+        }
+        for (const [start, p] of bySub) {
+          const w = into.get(start);
+          if (w === undefined) {
+            into.set(start, p);
+            continue;
+          }
+          w.count += p.count;
+          w.sum += p.sum;
+          w.sumsq += p.sumsq;
+          if (p.min < w.min) w.min = p.min;
+          if (p.max > w.max) w.max = p.max;
+        }
+      }
+    }
     return { windows, sources };
   }
 
@@ -346,24 +373,24 @@ export class ReadPath {
     return parts;
   }
 
-  private merge(
+  /** A function adding one row of `part`'s answer to its sensor's sub-window. */
+  private merger(
     part: Part,
-    rows: (string | undefined)[][],
     stepMs: number,
     windows: Map<string, Map<number, Partial>>,
-  ): void {
-    // Rows share few distinct times (one per window): each is parsed once.
-    const starts = new Map<string, number>();
-    for (const [sensor = "", time = "", value = "", fieldName = ""] of rows) {
-      let start = starts.get(time);
-      if (start === undefined) {
-        start = Math.floor(Date.parse(time) / stepMs) * stepMs;
-        if (part.as !== "points") starts.set(time, start);
-      }
-      let bySensor = windows.get(sensor);
-      if (bySensor === undefined) {
-        bySensor = new Map();
-        windows.set(sensor, bySensor);
+  ): (row: (string | undefined)[]) => void {
+    // Rows come series by series: each sensor is looked up once per run of its rows.
+    let sensorOf = "";
+    let bySensor: Map<number, Partial> | undefined;
+    return ([sensor = "", time = "", value = "", fieldName = ""]) => {
+      const start = Math.floor(epochMs(time) / stepMs) * stepMs;
+      if (bySensor === undefined || sensor !== sensorOf) {
+        sensorOf = sensor;
+        bySensor = windows.get(sensor);
+        if (bySensor === undefined) {
+          bySensor = new Map();
+          windows.set(sensor, bySensor);
+        }
       }
       let w = bySensor.get(start);
       if (w === undefined) {
@@ -377,13 +404,15 @@ export class ReadPath {
         w.sumsq += x * x;
         if (x < w.min) w.min = x;
         if (x > w.max) w.max = x;
-        continue;
+        return;
       }
       const key = part.as ?? (fieldName as keyof Partial);
-      if (key === "min") w.min = Math.min(w.min, x);
-      else if (key === "max") w.max = Math.max(w.max, x);
-      else w[key] += x;
-    }
+      if (key === "min") {
+        if (x < w.min) w.min = x;
+      } else if (key === "max") {
+        if (x > w.max) w.max = x;
+      } else w[key] += x;
+    };
   }
 
   /**
@@ -510,4 +539,37 @@ export class ReadPath {
     }
     return found;
   }
+}
+
+/**
+ * InfluxDB's RFC 3339 UTC time (`2026-12-01T10:20:30Z`, maybe with a fraction) in epoch ms,
+ * read digit by digit: many times faster than Date.parse, which the rare other form falls back to.
+ */
+export function epochMs(time: string): number {
+  if (time.length < 20 || time.charCodeAt(10) !== 84 || time.charCodeAt(time.length - 1) !== 90) {
+    return Date.parse(time);
+  }
+  let ms = 0;
+  if (time.charCodeAt(19) === 46) {
+    for (let i = 20, scale = 100; i < time.length - 1 && i < 23; i++, scale /= 10) {
+      ms += (time.charCodeAt(i) - 48) * scale;
+    }
+  } else if (time.length !== 20) return Date.parse(time);
+  return (
+    Date.UTC(
+      digits(time, 0, 4),
+      digits(time, 5, 2) - 1,
+      digits(time, 8, 2),
+      digits(time, 11, 2),
+      digits(time, 14, 2),
+      digits(time, 17, 2),
+    ) + ms
+  );
+}
+
+/** The decimal number of `length` digits at `at` (a module function: no closure per call). */
+function digits(text: string, at: number, length: number): number {
+  let n = 0;
+  for (let i = at; i < at + length; i++) n = n * 10 + text.charCodeAt(i) - 48;
+  return n;
 }

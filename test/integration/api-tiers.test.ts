@@ -121,9 +121,15 @@ describe("rollup tiers", () => {
     const settings = apiSettings({ ...env, API_PORT: "0" });
     const scripts: string[] = [];
     const flux = new (class extends FluxRunner {
-      override columnsOfEach(name: string, queries: readonly string[], columns: string[], named?: boolean) {
+      override eachRow(
+        name: string,
+        queries: readonly string[],
+        columns: string[],
+        row: (query: number, values: (string | undefined)[]) => void,
+        named?: boolean,
+      ) {
         scripts.push(...queries);
-        return super.columnsOfEach(name, queries, columns, named);
+        return super.eachRow(name, queries, columns, row, named);
       }
     })(createInflux(settings.influx), settings.influx.org, new Registry());
     const read = new ReadPath(flux, settings.influx);

@@ -21,10 +21,17 @@ const ANSWER = [
 
 function parse(chunks: Uint8Array[]): { result: string; values: string[] }[] {
   const rows: { result: string; values: string[] }[] = [];
-  const csv = new AnnotatedCsv((values, table) => {
-    const r = table.labels.indexOf("result");
-    rows.push({ result: values[r] || (table.defaults[r] ?? ""), values: values.slice(2) });
-  });
+  const csv = new AnnotatedCsv(
+    (table) => ["result", "_time", "_value", "sensor_id", "missing"].map((c) => table.labels.indexOf(c)),
+    (values, table) => {
+      const [result, ...rest] = [...values];
+      expect(rest.pop()).toBeUndefined();
+      rows.push({
+        result: result || (table.defaults[table.labels.indexOf("result")] ?? ""),
+        values: rest as string[],
+      });
+    },
+  );
   for (const c of chunks) csv.push(c);
   csv.end();
   return rows;
