@@ -45,6 +45,8 @@ export interface IngestRun {
   meanBatchWriteMs: number;
   /** This process's peak RSS while the worker ran in it (includes the bench's own heap). */
   peakRssMb: number;
+  /** This process's user + system CPU seconds from worker start to the end (the bench's polling included). */
+  cpuSeconds: number;
   worker: IngestWorker;
 }
 
@@ -128,6 +130,7 @@ export async function runIngest(env: Env, count: number): Promise<IngestRun> {
   const admin = kafkaFor(env).admin();
   await admin.connect();
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   const timeoutMs = Math.max(180_000, count * 2);
   let firstCommit = 0;
   let firstCommitted = 0;
@@ -158,6 +161,7 @@ export async function runIngest(env: Env, count: number): Promise<IngestRun> {
     await admin.disconnect();
   }
   const seconds = (finished - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   const batches = await histogramMean(metrics.batchSize);
   const writes = await histogramMean(metrics.writeLatency);
   line.done(`${count} readings in ${seconds.toFixed(1)} s`);
@@ -177,6 +181,7 @@ export async function runIngest(env: Env, count: number): Promise<IngestRun> {
     meanBatchMessages: batches.mean,
     meanBatchWriteMs: writes.mean * 1000,
     peakRssMb: peakRss / 2 ** 20,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
     worker,
   };
 }

@@ -16,6 +16,7 @@ import { runLimits } from "./limits.js";
 import { MEMORY_SENSORS, runMemory } from "./memory.js";
 import { readOptions, runRead } from "./read.js";
 import { type Env, isolatedEnv } from "./support.js";
+import { runTelegraf, type TelegrafRun } from "./telegraf.js";
 
 const LATENCY_RATE = 2000;
 /** What a dashboard query may take (the read path's done-when). */
@@ -152,9 +153,12 @@ async function main(): Promise<void> {
     const ingest = await runIngest(env, readings);
     let limits: Awaited<ReturnType<typeof runLimits>>;
     let latency: Awaited<ReturnType<typeof runLatency>>;
+    let telegraf: TelegrafRun;
     try {
-      // Limits before latency, so the raw topic holds exactly run 1's readings; the worker idles meanwhile.
+      // Limits and Telegraf before latency, so the raw topic holds exactly run 1's readings; the
+      // worker idles meanwhile.
       limits = await runLimits(env, ingest.messages, ingest.meanBatchMessages);
+      telegraf = await runTelegraf(env, ingest.distinct);
       latency = await runLatency(env, LATENCY_RATE, LATENCY_SECONDS);
     } finally {
       await ingest.worker.stop();
@@ -217,6 +221,18 @@ async function main(): Promise<void> {
       ],
       [
         "2 limits",
+        `Telegraf ${telegraf.version} kafka_consumer → influxdb_v2`,
+        `${int(telegraf.readingsPerSecond)} readings/s`,
+        `same topic, broker and InfluxDB; parse and store only, at-least-once; ${telegraf.seconds.toFixed(1)} s, ${telegraf.cpuSeconds.toFixed(1)} CPU s, peak RSS ${mib(telegraf.peakRssMb)}`,
+      ],
+      [
+        "2 limits",
+        "worker / Telegraf",
+        `${ratio(ingest.readingsPerSecond, telegraf.readingsPerSecond)} the rate`,
+        `worker ${ingest.cpuSeconds.toFixed(1)} CPU s (bench process, polling included) vs Telegraf ${telegraf.cpuSeconds.toFixed(1)} CPU s: ${ratio(ingest.cpuSeconds, telegraf.cpuSeconds)}; worker peak RSS ${mib(ingest.peakRssMb)} (bench heap included)`,
+      ],
+      [
+        "2 limits",
         "pipeline / slower limit",
         ratio(ingest.readingsPerSecond, slower),
         `slower limit: ${slowerName}`,
@@ -267,6 +283,7 @@ async function main(): Promise<void> {
           readings,
           ingest: ingestFigures,
           limits,
+          telegraf,
           latency,
           api,
           memory,

@@ -16,6 +16,8 @@ import { ensureBuckets } from "../../common/influx.js";
 
 export const KAFKA_VERSION = process.env.KAFKA_VERSION ?? "3.9.1";
 export const INFLUXDB_VERSION = process.env.INFLUXDB_VERSION ?? "v2.7.12";
+/** Telegraf, the tool the ingest bench compares the worker with (built only for the bench). */
+export const TELEGRAF_VERSION = process.env.TELEGRAF_VERSION ?? "v1.37.2";
 const CACHE = process.env.SENSOR_CACHE_DIR ?? join(homedir(), ".cache", "sensor-analytics");
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 
@@ -41,7 +43,7 @@ function runScript(script: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn("bash", [join(HERE, script)], {
       stdio: ["ignore", "inherit", "inherit"],
-      env: { ...process.env, SENSOR_CACHE_DIR: CACHE, KAFKA_VERSION, INFLUXDB_VERSION },
+      env: { ...process.env, SENSOR_CACHE_DIR: CACHE, KAFKA_VERSION, INFLUXDB_VERSION, TELEGRAF_VERSION },
     });
     child.on("error", reject);
     child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${script} exited with ${code}`))));
@@ -270,6 +272,12 @@ function kafkaClusterId(): string {
 export async function influxdBinary(): Promise<string> {
   await runScript("build-influxd.sh");
   return join(CACHE, `influxdb-${INFLUXDB_VERSION}`, "influxd");
+}
+
+/** Builds Telegraf (Kafka input, JSON parser, InfluxDB output only) into the cache the first time; its path. */
+export async function telegrafBinary(): Promise<string> {
+  await runScript("build-telegraf.sh");
+  return join(CACHE, `telegraf-${TELEGRAF_VERSION}`, "telegraf");
 }
 
 export class LocalInflux extends LocalService {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { influxConfig } from "../../common/config.js";
 import { createInflux } from "../../common/influx.js";
 import { get, isoAt, type SeedReading, seedReadings } from "../support/api-helpers.js";
-import { type Env, isolatedEnv, startApi } from "../support/harness.js";
+import { type Env, eventually, isolatedEnv, startApi } from "../support/harness.js";
 
 const T0 = Date.UTC(2026, 0, 2, 8, 0, 0);
 const A_COUNT = 30;
@@ -193,7 +193,7 @@ describe("sensor catalogue", () => {
     await write.close();
   }
 
-  it("lists readings stored after the API's last catalogue refresh, and answers a past range from storage", async () => {
+  it("lists readings stored after the API's last catalogue refresh within FRESH_MS and a catch-up, and answers a past range from storage", async () => {
     const env = await isolatedEnv("api-catalogue");
     // No periodic refresh: only the catch-up each request makes can show the new readings.
     const api = await startApi({ ...env, API_CATALOGUE_REFRESH_MS: "0" });
@@ -202,8 +202,16 @@ describe("sensor catalogue", () => {
       const empty = await get<SensorsBody>(`${api.url}/v1/sensors`);
       expect(empty.body.sensors).toEqual([]);
 
+      // An answer may be FRESH_MS old, plus the catch-up that request started: 5 s is ample.
+      const shows = (want: number) =>
+        eventually(
+          `the sensor's reading of ${isoAt(want)} in /v1/sensors`,
+          () => get<SensorsBody>(`${api.url}/v1/sensors`),
+          (r) => r.body.sensors[0]?.last_seen === isoAt(want),
+          5_000,
+        );
       await writeRaw(env, [`readings,sensor_id=fresh,site=east temperature=1.5 ${t}`]);
-      const one = await get<SensorsBody>(`${api.url}/v1/sensors`);
+      const one = await shows(t);
       expect(one.body.sensors).toEqual([
         {
           sensor_id: "fresh",
@@ -214,7 +222,7 @@ describe("sensor catalogue", () => {
       ]);
 
       await writeRaw(env, [`readings,sensor_id=fresh,site=west temperature=2.5,humidity=40 ${t + 1000}`]);
-      const two = await get<SensorsBody>(`${api.url}/v1/sensors`);
+      const two = await shows(t + 1000);
       expect(two.body.sensors).toEqual([
         {
           sensor_id: "fresh",
