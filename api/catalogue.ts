@@ -16,10 +16,12 @@ import type { ReadPath, SensorLast } from "./read-path.js";
 export const TAIL_SLACK_MS = 10 * 60_000;
 /**
  * A request arriving within this long of the start of the last finished catch-up is answered from
- * memory at once and starts the next catch-up in the background. A catch-up reads every series
- * (InfluxDB's cost is per series, not per reading): about 60 ms per 1,000 sensors.
+ * memory at once. A catch-up reads every series (InfluxDB's cost is per series, not per reading):
+ * about 60 ms per 1,000 sensors, too much to pay per request. So while requests come (one in the
+ * last ACTIVE_MS), catch-ups run in the background, FRESH_MS / 2 apart, and requests seldom wait.
  */
-export const FRESH_MS = 1000;
+export const FRESH_MS = 2000;
+const ACTIVE_MS = 60_000;
 const FOREVER = Date.UTC(2200, 0, 1);
 /** Readings per ms assumed for a sensor whose rate the rollups do not tell yet (one a second). */
 const UNKNOWN_RATE = 1 / 1000;
@@ -32,6 +34,10 @@ export class SensorCatalogue {
   private asOf = Number.NEGATIVE_INFINITY;
   private pending: { began: number; done: Promise<void> } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private lastRequest = Number.NEGATIVE_INFINITY;
+  private fresher: NodeJS.Timeout | undefined;
+  private freshening = false;
+  private stopped = false;
 
   constructor(private readonly read: ReadPath) {}
 
@@ -45,7 +51,9 @@ export class SensorCatalogue {
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.fresher);
   }
 
   /** Sensors known to have reported in [start, stop) (no query: an estimate for limits). */
@@ -103,20 +111,43 @@ export class SensorCatalogue {
 
   /**
    * Merges the raw readings stored since the last catch-up (one storage-side `last()` over that
-   * tail). Within FRESH_MS of the last one, a request is answered from memory and the next
-   * catch-up runs in the background; otherwise the request joins a catch-up that began after it
-   * arrived, or starts one, and waits for it.
+   * tail). Within FRESH_MS of the last one, a request is answered from memory; otherwise it joins
+   * a catch-up that began after it arrived, or starts one, and waits for it. Either way it keeps
+   * the background catch-ups going.
    */
   private catchUp(): Promise<void> {
     const arrived = Date.now();
+    this.lastRequest = arrived;
+    this.keepFresh();
+    if (this.asOf >= arrived - FRESH_MS) return Promise.resolve();
+    // A catch-up that began within FRESH_MS (running, usually) is fresh enough to wait for.
     const p = this.pending;
-    if (this.asOf >= arrived - FRESH_MS) {
-      const running = p !== undefined && p.began > this.asOf;
-      if (!running && this.asOf < arrived - FRESH_MS / 2) void this.startCatchUp(arrived).catch(() => {});
-      return Promise.resolve();
-    }
-    if (p !== undefined && p.began >= arrived) return p.done;
+    if (p !== undefined && p.began >= arrived - FRESH_MS) return p.done;
     return this.startCatchUp(arrived);
+  }
+
+  /** Background catch-ups, starting FRESH_MS / 2 apart (or back to back when slower), while a request came in the last ACTIVE_MS. */
+  private keepFresh(): void {
+    if (this.freshening || this.stopped) return;
+    this.freshening = true;
+    const tick = () => {
+      if (this.stopped || Date.now() - this.lastRequest > ACTIVE_MS) {
+        this.freshening = false;
+        return;
+      }
+      const began = Date.now();
+      const p = this.pending;
+      const running = p !== undefined && p.began > this.asOf;
+      const done = running ? (p as { done: Promise<void> }).done : this.startCatchUp(began);
+      void done
+        .catch(() => {})
+        .then(() => {
+          this.fresher = setTimeout(tick, Math.max(0, FRESH_MS / 2 - (Date.now() - began)));
+          this.fresher.unref();
+        });
+    };
+    this.fresher = setTimeout(tick, FRESH_MS / 2);
+    this.fresher.unref();
   }
 
   private startCatchUp(arrived: number): Promise<void> {

@@ -2,8 +2,9 @@
  * Time parameters: RFC 3339 dates that exist, epoch milliseconds, relative durations; everything
  * else (a date like February 30th, epoch seconds) refused with the accepted forms.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseDateTime, parseRange, parseTime } from "../../api/params.js";
+import { iso, parseDateTime, parseRange, parseTime } from "../../api/params.js";
 
 const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
 const DAY = 86_400_000;
@@ -56,5 +57,25 @@ describe("parseRange", () => {
     expect(() => parseRange({ start: "-1h", stop: "-1h" }, 31 * DAY, NOW)).toThrow(
       expect.objectContaining({ status: 422, message: expect.stringContaining("is empty") }),
     );
+  });
+});
+
+describe("iso", () => {
+  it("writes any epoch ms exactly as Date#toISOString does", () => {
+    for (const ms of [
+      0, 1, 999, 86_399_999, 86_400_000, 951_782_400_000, 4_107_542_400_000, 253_402_300_799_999,
+    ]) {
+      expect(iso(ms)).toBe(new Date(ms).toISOString());
+    }
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 253_402_300_799_999 }), (ms) => {
+        expect(iso(ms)).toBe(new Date(ms).toISOString());
+      }),
+      { numRuns: 20_000 },
+    );
+    // Outside four-digit years and whole ms it is toISOString itself.
+    for (const ms of [-1, -62_135_596_800_000, 253_402_300_800_000, 1.5]) {
+      expect(iso(ms)).toBe(new Date(ms).toISOString());
+    }
   });
 });
