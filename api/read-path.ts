@@ -32,6 +32,15 @@ import { planSegments, type Segment, type TierState } from "./planner.js";
 export type Need = { count: boolean; sum: boolean; sumsq: boolean; min: boolean; max: boolean };
 export type Partial = Pick<Aggregate, "count" | "sum" | "sumsq" | "min" | "max">;
 
+/** Adds the readings `p` sums up to `into` (sub-windows of one window, or parts of one plan). */
+export function addPartial(into: Partial, p: Partial): void {
+  into.count += p.count;
+  into.sum += p.sum;
+  into.sumsq += p.sumsq;
+  if (p.min < into.min) into.min = p.min;
+  if (p.max > into.max) into.max = p.max;
+}
+
 export interface WindowRequest {
   field: string;
   /** Named sensors, or undefined for all. */
@@ -251,11 +260,7 @@ export class ReadPath {
             into.set(start, p);
             continue;
           }
-          w.count += p.count;
-          w.sum += p.sum;
-          w.sumsq += p.sumsq;
-          if (p.min < w.min) w.min = p.min;
-          if (p.max > w.max) w.max = p.max;
+          addPartial(w, p);
         }
       }
     }

@@ -43,7 +43,8 @@ export interface MemoryRun {
   peakRssMb: number;
 }
 
-async function status(pid: number): Promise<Usage> {
+/** A process's resident set now and at its peak (VmRSS, VmHWM), from /proc/<pid>/status. */
+export async function residentOf(pid: number): Promise<Usage> {
   const text = await readFile(`/proc/${pid}/status`, "utf8");
   const kb = (name: string) =>
     Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? Number.NaN);
@@ -117,7 +118,7 @@ async function replay(
   const readings = ends.reduce((n, p) => n + Number(p.high), 0);
   return withChildWorker(env, async (child, pid) => {
     await untilCommitted(env, readings, child, (t) => onProgress(`replaying run 1: ${t}`));
-    return { ...(await status(pid)), readings };
+    return { ...(await residentOf(pid)), readings };
   });
 }
 
@@ -138,7 +139,7 @@ async function manySensors(services: Env, onProgress: (text: string) => void) {
       child,
     );
     await sleep(1000);
-    const idle = await status(pid);
+    const idle = await residentOf(pid);
     const count = MEMORY_SENSORS * READINGS_PER_SENSOR;
     const messages = [];
     const start = Date.now() - 15 * 60_000;
@@ -148,7 +149,7 @@ async function manySensors(services: Env, onProgress: (text: string) => void) {
     await produce(env, messages, (sent) => onProgress(`producing ${sent}/${count}`));
     await untilCommitted(env, count, child, onProgress);
     await sleep(1000);
-    return { idle, after: await status(pid), readings: count };
+    return { idle, after: await residentOf(pid), readings: count };
   });
 }
 

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MEASUREMENTS } from "../common/topics.js";
 import { TELEGRAF_VERSION, telegrafBinary } from "../scripts/services/local.js";
+import { residentOf } from "./memory.js";
 import { countReadings, createBucket, type Env, progress, rawTopic, sleep } from "./support.js";
 
 export interface TelegrafRun {
@@ -25,16 +26,10 @@ export interface TelegrafRun {
 }
 
 /** /proc/<pid>/stat's user + system time in seconds (clock ticks of 1/100 s). */
-export async function cpuSecondsOf(pid: number): Promise<number> {
+async function cpuSecondsOf(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** /proc/<pid>/status's VmHWM (peak resident set) in MiB. */
-export async function peakRssMbOf(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024;
 }
 
 function config(env: Env, bucket: string): string {
@@ -103,7 +98,7 @@ export async function runTelegraf(env: Env, distinct: number): Promise<TelegrafR
       const elapsed = performance.now() - started;
       if (exited !== undefined) throw new Error(`telegraf exited with ${exited}:\n${log}`);
       if (elapsed > timeoutMs) throw new Error(`telegraf not done after ${timeoutMs / 1000} s:\n${log}`);
-      peakRssMb = await peakRssMbOf(pid);
+      peakRssMb = (await residentOf(pid)).hwmMb;
       cpuSeconds = await cpuSecondsOf(pid);
       const stored = await countReadings(target);
       line.update(`${stored}/${distinct} readings in InfluxDB after ${(elapsed / 1000).toFixed(1)} s`);

@@ -27,7 +27,7 @@ import {
 } from "../params.js";
 import { gcd, ROLLUP_FUNCTIONS, usableTiers } from "../planner.js";
 import { problemResponses, tooLarge, unprocessable } from "../problem.js";
-import type { Need, Partial } from "../read-path.js";
+import { addPartial, type Need, type Partial } from "../read-path.js";
 import type { RouteContext } from "../server.js";
 
 /** Every function; the quantiles are computed exactly from raw readings, the rest from sums. */
@@ -372,12 +372,7 @@ export function aggregatesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         };
         for (let i = 0; i < parts; i++) {
           const p = bySub.get(w + i * subMs);
-          if (p === undefined) continue;
-          agg.count += p.count;
-          agg.sum += p.sum;
-          agg.sumsq += p.sumsq;
-          if (p.min < agg.min) agg.min = p.min;
-          if (p.max > agg.max) agg.max = p.max;
+          if (p !== undefined) addPartial(agg, p);
         }
         if (agg.count === 0) continue;
         const row: WindowAggregate = {
