@@ -26,6 +26,7 @@ import {
 } from "../common/rollups.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import type { FluxRunner } from "./influx-query.js";
+import { epochMs } from "./params.js";
 import { planSegments, type Segment, type TierState } from "./planner.js";
 
 /** The parts of an aggregate a window query may need. */
@@ -544,37 +545,4 @@ export class ReadPath {
     }
     return found;
   }
-}
-
-/**
- * InfluxDB's RFC 3339 UTC time (`2026-12-01T10:20:30Z`, maybe with a fraction) in epoch ms,
- * read digit by digit: many times faster than Date.parse, which the rare other form falls back to.
- */
-export function epochMs(time: string): number {
-  if (time.length < 20 || time.charCodeAt(10) !== 84 || time.charCodeAt(time.length - 1) !== 90) {
-    return Date.parse(time);
-  }
-  let ms = 0;
-  if (time.charCodeAt(19) === 46) {
-    for (let i = 20, scale = 100; i < time.length - 1 && i < 23; i++, scale /= 10) {
-      ms += (time.charCodeAt(i) - 48) * scale;
-    }
-  } else if (time.length !== 20) return Date.parse(time);
-  return (
-    Date.UTC(
-      digits(time, 0, 4),
-      digits(time, 5, 2) - 1,
-      digits(time, 8, 2),
-      digits(time, 11, 2),
-      digits(time, 14, 2),
-      digits(time, 17, 2),
-    ) + ms
-  );
-}
-
-/** The decimal number of `length` digits at `at` (a module function: no closure per call). */
-function digits(text: string, at: number, length: number): number {
-  let n = 0;
-  for (let i = at; i < at + length; i++) n = n * 10 + text.charCodeAt(i) - 48;
-  return n;
 }

@@ -38,18 +38,33 @@ export function eq(column: string, value: FluxExpr): string {
   return `r.${column} == ${value}`;
 }
 
+/** Past this many values, `anyOf` is one regular expression: InfluxDB's index evaluates an or-chain
+ * term by term (about 0.8 ms each for a tag of 1,000 values), a regex once per tag value. */
+const OR_CHAIN_MAX = 8;
+
 /**
- * `(r.c == a or r.c == b …)`: pushed down, unlike `contains()`. Empty = no condition. Built as a
- * balanced tree, so a thousand values nest ten deep, not a thousand (Flux refuses deep nesting).
+ * `r.c` equal to one of `values`, pushed down, unlike `contains()`: `(r.c == a or r.c == b …)` for a
+ * few values (a balanced tree, as Flux refuses deep nesting), `r.c =~ /^(?:a|b|…)$/` with each value
+ * quoted for more. Empty = no condition.
  */
 export function anyOf(column: string, values: readonly string[]): string {
   if (values.length === 0) return "";
+  if (values.length === 1) return `(${eq(column, lit.str(values[0] as string))})`;
+  if (values.length > OR_CHAIN_MAX) return `r.${column} =~ /^(?:${values.map(quoteRegex).join("|")})$/`;
   const tree = (from: number, to: number): string => {
     if (to - from === 1) return eq(column, lit.str(values[from] as string));
     const mid = (from + to) >> 1;
     return `(${tree(from, mid)} or ${tree(mid, to)})`;
   };
-  return values.length === 1 ? `(${tree(0, 1)})` : tree(0, values.length);
+  return tree(0, values.length);
+}
+
+/**
+ * A value as a regular expression matching only itself, inside a Flux regex literal: RE2's
+ * metacharacters escaped (Go's regexp.QuoteMeta), and the literal's `/` delimiter.
+ */
+export function quoteRegex(value: string): string {
+  return value.replace(/[\\.+*?()|[\]{}^$]/g, "\\$&").replace(/\//g, "\\/");
 }
 
 /** The conditions that are not empty, joined with `and`. */

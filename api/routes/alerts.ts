@@ -3,8 +3,8 @@
  * first, filtered by sensor, rule, severity, state and time, cursor-paginated.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import { flux, type ParameterizedQuery } from "@influxdata/influxdb-client";
 import { Type } from "@sinclair/typebox";
+import { and, anyOf, eq, lit } from "../../common/flux-shapes.js";
 import { MEASUREMENTS } from "../../common/topics.js";
 import { keysetPage } from "../pagination.js";
 import {
@@ -25,7 +25,10 @@ const SEVERITIES = ["info", "warning", "critical"] as const;
 const STATES = ["firing", "resolved", "severity_changed"] as const;
 /** Why a record was written when it was not the rule's condition itself (see ingest/alerting.ts). */
 const REASONS = ["rule_deleted", "rule_disabled", "rule_retargeted", "severity_changed"] as const;
-const KEYS = ["rule_id", "sensor_id", "severity", "state"] as const;
+/** The tags that, after the time, identify a record: the page order. */
+export const ALERT_KEYS = ["rule_id", "sensor_id", "severity", "state"] as const;
+/** A field every record has. */
+export const ALERT_PROBE_FIELD = "message";
 
 const Severity = StringEnum(SEVERITIES);
 const State = StringEnum(STATES, {
@@ -84,7 +87,11 @@ const Response = Type.Object({
   }),
 });
 
-const numberOrNull = (v: unknown) => (typeof v === "number" && !Number.isNaN(v) ? v : null);
+/** A numeric field's text as a number; null when absent or not a finite number. */
+const numberOrNull = (text: string | undefined) => {
+  const n = text === undefined || text === "" ? Number.NaN : Number(text);
+  return Number.isFinite(n) ? n : null;
+};
 const isReason = (v: unknown): v is (typeof REASONS)[number] =>
   typeof v === "string" && (REASONS as readonly string[]).includes(v);
 
@@ -105,19 +112,18 @@ export function alertsRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
       async (request) => {
         const q = request.query;
         const range = parseRange(q, ctx.settings.maxRangeMs);
-        const filters: ParameterizedQuery[] = [];
-        if (q.sensor_id?.length)
-          filters.push(flux`|> filter(fn: (r) => contains(value: r.sensor_id, set: ${q.sensor_id}))`);
-        if (q.rule_id?.length)
-          filters.push(flux`|> filter(fn: (r) => contains(value: r.rule_id, set: ${q.rule_id}))`);
-        if (q.severity?.length)
-          filters.push(flux`|> filter(fn: (r) => contains(value: r.severity, set: ${q.severity}))`);
-        if (q.state !== undefined) filters.push(flux`|> filter(fn: (r) => r.state == ${q.state})`);
         const page = await keysetPage(ctx.flux, "alerts", {
           bucket: ctx.settings.influx.bucket,
           measurement: MEASUREMENTS.alerts,
-          keys: KEYS,
-          filters,
+          keys: ALERT_KEYS,
+          seriesTag: "sensor_id",
+          probeField: ALERT_PROBE_FIELD,
+          where: and(
+            anyOf("sensor_id", q.sensor_id ?? []),
+            anyOf("rule_id", q.rule_id ?? []),
+            anyOf("severity", q.severity ?? []),
+            q.state === undefined ? "" : eq("state", lit.str(q.state)),
+          ),
           start: range.start,
           stop: range.stop,
           cursor: q.cursor,
@@ -127,16 +133,16 @@ export function alertsRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         return {
           start: iso(range.start),
           stop: iso(range.stop),
-          alerts: page.points.map((p) => ({
-            time: iso(Date.parse(p._time)),
-            rule_id: String(p.rule_id),
-            sensor_id: String(p.sensor_id),
-            severity: p.severity as (typeof SEVERITIES)[number],
-            state: p.state as (typeof STATES)[number],
-            value: numberOrNull(p.value),
-            threshold: numberOrNull(p.threshold),
-            message: typeof p.message === "string" ? p.message : "",
-            ...(isReason(p.reason) ? { reason: p.reason } : {}),
+          alerts: page.points.map(({ t, k: [rule_id = "", sensor_id = "", severity, state], fields }) => ({
+            time: iso(t),
+            rule_id,
+            sensor_id,
+            severity: severity as (typeof SEVERITIES)[number],
+            state: state as (typeof STATES)[number],
+            value: numberOrNull(fields.value),
+            threshold: numberOrNull(fields.threshold),
+            message: fields.message ?? "",
+            ...(isReason(fields.reason) ? { reason: fields.reason } : {}),
           })),
           next_cursor: page.nextCursor,
         };

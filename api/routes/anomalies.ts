@@ -3,8 +3,8 @@
  * detector and time, cursor-paginated.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import { flux, type ParameterizedQuery } from "@influxdata/influxdb-client";
 import { Type } from "@sinclair/typebox";
+import { and, anyOf, eq, lit } from "../../common/flux-shapes.js";
 import { MEASUREMENTS } from "../../common/topics.js";
 import { keysetPage } from "../pagination.js";
 import {
@@ -22,7 +22,10 @@ import { problemResponses } from "../problem.js";
 import type { RouteContext } from "../server.js";
 
 const DETECTORS = ["delta", "zscore", "ewma"] as const;
-const KEYS = ["sensor_id", "field", "detector"] as const;
+/** The tags that, after the time, identify a record: the page order. */
+export const ANOMALY_KEYS = ["sensor_id", "field", "detector"] as const;
+/** A field every record has. */
+export const ANOMALY_PROBE_FIELD = "score";
 
 const Anomaly = Type.Object({
   time: Type.String({ format: "date-time", description: "Event time of the reading that was flagged" }),
@@ -88,17 +91,17 @@ export function anomaliesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
       async (request) => {
         const q = request.query;
         const range = parseRange(q, ctx.settings.maxRangeMs);
-        const filters: ParameterizedQuery[] = [];
-        if (q.sensor_id?.length)
-          filters.push(flux`|> filter(fn: (r) => contains(value: r.sensor_id, set: ${q.sensor_id}))`);
-        if (q.field !== undefined) filters.push(flux`|> filter(fn: (r) => r.field == ${q.field})`);
-        if (q.detector?.length)
-          filters.push(flux`|> filter(fn: (r) => contains(value: r.detector, set: ${q.detector}))`);
         const page = await keysetPage(ctx.flux, "anomalies", {
           bucket: ctx.settings.influx.bucket,
           measurement: MEASUREMENTS.anomalies,
-          keys: KEYS,
-          filters,
+          keys: ANOMALY_KEYS,
+          seriesTag: "sensor_id",
+          probeField: ANOMALY_PROBE_FIELD,
+          where: and(
+            anyOf("sensor_id", q.sensor_id ?? []),
+            q.field === undefined ? "" : eq("field", lit.str(q.field)),
+            anyOf("detector", q.detector ?? []),
+          ),
           start: range.start,
           stop: range.stop,
           cursor: q.cursor,
@@ -108,15 +111,15 @@ export function anomaliesRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         return {
           start: iso(range.start),
           stop: iso(range.stop),
-          anomalies: page.points.map((p) => ({
-            time: iso(Date.parse(p._time)),
-            sensor_id: String(p.sensor_id),
-            field: String(p.field),
-            detector: p.detector as (typeof DETECTORS)[number],
-            value: Number(p.value),
-            score: Number(p.score),
-            threshold: Number(p.threshold),
-            expected: Number(p.expected),
+          anomalies: page.points.map(({ t, k: [sensor_id = "", field = "", detector], fields }) => ({
+            time: iso(t),
+            sensor_id,
+            field,
+            detector: detector as (typeof DETECTORS)[number],
+            value: Number(fields.value),
+            score: Number(fields.score),
+            threshold: Number(fields.threshold),
+            expected: Number(fields.expected),
           })),
           next_cursor: page.nextCursor,
         };

@@ -197,6 +197,29 @@ describe("anomalies and alerts API", () => {
     expect(s1Desc.items).toEqual(ALERTS.filter((a) => a.sensor_id === "s1").reverse());
   });
 
+  it("pages every item exactly once at every page size, both ways, ties cut anywhere", async () => {
+    // Each alert series (rule, sensor, severity, state) holds 3 points and each time holds 4 or
+    // more: a page boundary falls inside a tie and inside a series at some page size.
+    for (let limit = 1; limit <= 7; limit++) {
+      const alertsUp = await walk<Alert>(`${api.url}/v1/alerts?${range}&limit=${limit}`, "alerts");
+      expect(alertsUp.items, `alerts, limit ${limit}`).toEqual(ALERTS);
+      const alertsDown = await walk<Alert>(
+        `${api.url}/v1/alerts?${range}&limit=${limit}&order=desc`,
+        "alerts",
+      );
+      expect(alertsDown.items, `alerts newest first, limit ${limit}`).toEqual([...ALERTS].reverse());
+      const flagsUp = await walk<Anomaly>(`${api.url}/v1/anomalies?${range}&limit=${limit}`, "anomalies");
+      expect(flagsUp.items, `anomalies, limit ${limit}`).toEqual(anomalies);
+    }
+    const firing = await walk<Alert>(
+      `${api.url}/v1/alerts?${range}&rule_id=rule-hot&rule_id=rule-info&state=firing&limit=2`,
+      "alerts",
+    );
+    expect(firing.items).toEqual(
+      ALERTS.filter((a) => ["rule-hot", "rule-info"].includes(a.rule_id) && a.state === "firing"),
+    );
+  });
+
   it("filters anomalies by sensor, field, detector and time", async () => {
     const s2 = await walk<Anomaly>(`${api.url}/v1/anomalies?${range}&sensor_id=s2&limit=2`, "anomalies");
     expect(s2.items).toEqual(anomalies.filter((a) => a.sensor_id === "s2"));

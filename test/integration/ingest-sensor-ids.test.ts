@@ -26,6 +26,8 @@ const IDS = [
   "back\\,slash\\=comma\\ space",
   "Zürich\u00a0Bahnhofstraße",
   "é".repeat(128),
+  "p(q)|r.*[s]{2}^$+?",
+  "x/y\\/z",
 ];
 const SITES = ["C:\\data", "x\\y", "a,b=c d\\e"];
 
@@ -95,5 +97,38 @@ describe("sensor ids and tag values round-trip byte for byte", () => {
       expect(res.body.readings).toHaveLength(2);
       expect(res.body.readings[0]?.tags.site).toBe(SITES[i % SITES.length]);
     }
+  });
+
+  it("selects sensors by id in every form a query takes: one, an or-chain of a few, a regex of many", async () => {
+    const countsOf = async (ids: string[]) => {
+      const query = ids.map((id) => `sensor_id=${encodeURIComponent(id)}`).join("&");
+      const res = await getJson<{ windows: { sensor_id: string; count: number }[] }>(
+        `${api.url}/v1/aggregates?window=1h&start=-3h&tier=raw&fn=count&${query}`,
+      );
+      expect(res.status, JSON.stringify(res.body).slice(0, 300)).toBe(200);
+      const counts = new Map<string, number>();
+      for (const w of res.body.windows) counts.set(w.sensor_id, (counts.get(w.sensor_id) ?? 0) + w.count);
+      return counts;
+    };
+    expect(IDS.length).toBeGreaterThan(8);
+    for (const ids of [IDS.slice(0, 1), IDS.slice(0, 3), IDS]) {
+      const counts = await countsOf(ids);
+      expect([...counts.keys()].sort(), `${ids.length} ids`).toEqual([...ids].sort());
+      for (const id of ids) expect(counts.get(id), id).toBe(2);
+    }
+    // Near misses of regex metacharacters match nothing: each id is matched as itself only.
+    const misses = [
+      "p(q)|r.*[s]{2}^$+",
+      "x/y/z",
+      "Hall 3 / north wal",
+      "C:\\data",
+      "a,b=c",
+      "e",
+      "温度计",
+      "Zürich",
+      ".",
+    ];
+    expect(misses.length).toBeGreaterThan(8);
+    expect((await countsOf(misses)).size).toBe(0);
   });
 });

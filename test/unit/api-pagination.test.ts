@@ -1,7 +1,7 @@
 /** The opaque cursor round-trips, rejects anything it did not produce, and reaches Flux only as values. */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { afterPosition, decodeCursor, encodeCursor } from "../../api/pagination.js";
+import { comparePositions, compareText, decodeCursor, encodeCursor } from "../../api/pagination.js";
 import { ProblemError } from "../../api/problem.js";
 
 describe("cursor", () => {
@@ -39,14 +39,24 @@ describe("cursor", () => {
   it("rejects a cursor made for another key (a different endpoint)", () => {
     expect(() => decodeCursor(encodeCursor({ t: 1, k: ["a"] }), 3)).toThrow(ProblemError);
   });
+});
 
-  it("puts the position into Flux as escaped string and time literals", () => {
-    const text = afterPosition(["sensor_id", "field"], {
-      t: Date.UTC(2026, 0, 1),
-      k: ['a") |> drop() //', "b\nc"],
-    }).toString();
-    expect(text).toBe(
-      '|> filter(fn: (r) => r._time > time(v: "2026-01-01T00:00:00.000Z") or (r._time == time(v: "2026-01-01T00:00:00.000Z") and (r.sensor_id > "a\\") |> drop() //" or (r.sensor_id == "a\\") |> drop() //" and r.field > "b\\nc"))))',
+describe("page order", () => {
+  it("compares text as InfluxDB does: by UTF-8 bytes (code points), not UTF-16 units", () => {
+    const text = fc.string({ unit: "grapheme", maxLength: 6 });
+    fc.assert(
+      fc.property(text, text, (a, b) => {
+        expect(Math.sign(compareText(a, b))).toBe(Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b))));
+      }),
+      { numRuns: 5000 },
     );
+    // The case UTF-16 order gets wrong: U+FF21 (one unit 0xFF21) before U+1F600 (units 0xD83D 0xDE00).
+    expect(compareText("\uFF21", "\u{1F600}")).toBeLessThan(0);
+  });
+
+  it("orders positions by time, then each key in turn", () => {
+    expect(comparePositions({ t: 1, k: ["b", "a"] }, { t: 2, k: ["a", "a"] })).toBeLessThan(0);
+    expect(comparePositions({ t: 2, k: ["a", "b"] }, { t: 2, k: ["a", "a"] })).toBeGreaterThan(0);
+    expect(comparePositions({ t: 2, k: ["a", "a"] }, { t: 2, k: ["a", "a"] })).toBe(0);
   });
 });

@@ -12,14 +12,26 @@ function depth(text: string): number {
 }
 
 describe("flux shapes", () => {
-  it("builds an or-chain of any length as a balanced tree that Flux accepts", () => {
-    const ids = Array.from({ length: 1000 }, (_, i) => `sensor_${i}`);
-    const chain = anyOf("sensor_id", ids);
-    for (const id of ids) expect(chain).toContain(`r.sensor_id == "${id}"`);
-    expect(chain.match(/ or /g)).toHaveLength(999);
-    expect(depth(chain)).toBeLessThanOrEqual(11);
+  it("builds a balanced or-chain for a few values and one quoted regex for many", () => {
+    const few = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    const chain = anyOf("sensor_id", few);
+    for (const id of few) expect(chain).toContain(`r.sensor_id == "${id}"`);
+    expect(chain.match(/ or /g)).toHaveLength(7);
+    expect(depth(chain)).toBeLessThanOrEqual(3);
     expect(anyOf("sensor_id", ["a"])).toBe('(r.sensor_id == "a")');
     expect(anyOf("sensor_id", [])).toBe("");
+
+    const odd = ["a b/c\\d", "x.y*z", "(p|q)", "[r]{2}^$", "ü€😀", "e+f?", "/", "\\"];
+    const ids = [...odd, ...Array.from({ length: 1000 }, (_, i) => `sensor_${i}`)];
+    const regex = anyOf("sensor_id", ids);
+    const body = /^r\.sensor_id =~ \/(.*)\/$/s.exec(regex)?.[1] ?? "";
+    expect(body, regex.slice(0, 80)).not.toBe("");
+    // Every "/" inside the literal is escaped, so the literal ends where it should.
+    expect(body.replace(/\\./gs, "")).not.toContain("/");
+    const re = new RegExp(body, "u");
+    for (const id of ids) expect(re.test(id), id).toBe(true);
+    for (const near of ["a b/c\\dx", "xxy*z", "p", "(p|q", "rr", "sensor_1000", "sensor_", "", "\\\\"])
+      expect(re.test(near), near).toBe(false);
   });
 
   it("escapes user values into string literals that cannot become code", () => {
