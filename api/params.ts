@@ -231,15 +231,22 @@ export function epochMs(time: string): number {
     }
   } else if (time.length !== 20) return Date.parse(time);
   return (
-    Date.UTC(
-      digits(time, 0, 4),
-      digits(time, 5, 2) - 1,
-      digits(time, 8, 2),
-      digits(time, 11, 2),
-      digits(time, 14, 2),
-      digits(time, 17, 2),
-    ) + ms
+    daysFromCivil(digits(time, 0, 4), digits(time, 5, 2), digits(time, 8, 2)) * 86_400_000 +
+    digits(time, 11, 2) * 3_600_000 +
+    digits(time, 14, 2) * 60_000 +
+    digits(time, 17, 2) * 1000 +
+    ms
   );
+}
+
+/** Days since 1970-01-01 of a proleptic Gregorian date (month 1–12): `iso`'s inverse, no Date. */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (month > 2 ? month - 3 : month + 9) + 2) / 5) + day - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
 }
 
 /** The decimal number of `length` digits at `at` (a module function: no closure per call). */

@@ -238,32 +238,41 @@ export class ReadPath {
     const parts = segments.flatMap((segment) => this.partsFor(segment, req, now));
     // Each part is added up on its own, then the parts in plan order: rows of the parts arrive
     // interleaved, and sums must not depend on how.
+    // Sub-windows are keyed by their index from `base` while rows stream in (a small integer, not
+    // an epoch-ms double: no number boxed per row), by their start once added up.
+    const base = Math.floor(req.start / req.stepMs) * req.stepMs;
     const own = parts.map(() => new Map<string, Map<number, Partial>>());
-    const merges = parts.map((part, i) =>
-      this.merger(part, req.stepMs, own[i] as Map<string, Map<number, Partial>>),
+    const merges = parts.map(
+      (part, i) => new PartMerger(part, base, req.stepMs, own[i] as Map<string, Map<number, Partial>>),
     );
     await this.flux.eachRow(
       [...new Set(parts.map((p) => p.name))].join("+"),
       parts.map((p) => p.query),
       ["sensor_id", "_time", "_value", "_field"],
-      (i, row) => merges[i]?.(row),
+      (i, row) => (merges[i] as PartMerger).add(row),
     );
+    const byIndex = new Map<string, Map<number, Partial>>();
     for (const part of own) {
       for (const [sensor, bySub] of part) {
-        const into = windows.get(sensor);
+        const into = byIndex.get(sensor);
         if (into === undefined) {
-          windows.set(sensor, bySub);
+          byIndex.set(sensor, bySub);
           continue;
         }
-        for (const [start, p] of bySub) {
-          const w = into.get(start);
+        for (const [index, p] of bySub) {
+          const w = into.get(index);
           if (w === undefined) {
-            into.set(start, p);
+            into.set(index, p);
             continue;
           }
           addPartial(w, p);
         }
       }
+    }
+    for (const [sensor, bySub] of byIndex) {
+      const byStart = new Map<number, Partial>();
+      for (const [index, p] of bySub) byStart.set(base + index * req.stepMs, p);
+      windows.set(sensor, byStart);
     }
     return { windows, sources };
   }
@@ -377,48 +386,6 @@ export class ReadPath {
     if (req.need.min) parts.push({ name: "rollup_min", query: windowAggregate(s(["min"]), every, "min") });
     if (req.need.max) parts.push({ name: "rollup_max", query: windowAggregate(s(["max"]), every, "max") });
     return parts;
-  }
-
-  /** A function adding one row of `part`'s answer to its sensor's sub-window. */
-  private merger(
-    part: Part,
-    stepMs: number,
-    windows: Map<string, Map<number, Partial>>,
-  ): (row: (string | undefined)[]) => void {
-    // Rows come series by series: each sensor is looked up once per run of its rows.
-    let sensorOf = "";
-    let bySensor: Map<number, Partial> | undefined;
-    return ([sensor = "", time = "", value = "", fieldName = ""]) => {
-      const start = Math.floor(epochMs(time) / stepMs) * stepMs;
-      if (bySensor === undefined || sensor !== sensorOf) {
-        sensorOf = sensor;
-        bySensor = windows.get(sensor);
-        if (bySensor === undefined) {
-          bySensor = new Map();
-          windows.set(sensor, bySensor);
-        }
-      }
-      let w = bySensor.get(start);
-      if (w === undefined) {
-        w = { count: 0, sum: 0, sumsq: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY };
-        bySensor.set(start, w);
-      }
-      const x = Number(value);
-      if (part.as === "points") {
-        w.count += 1;
-        w.sum += x;
-        w.sumsq += x * x;
-        if (x < w.min) w.min = x;
-        if (x > w.max) w.max = x;
-        return;
-      }
-      const key = part.as ?? (fieldName as keyof Partial);
-      if (key === "min") {
-        if (x < w.min) w.min = x;
-      } else if (key === "max") {
-        if (x > w.max) w.max = x;
-      } else w[key] += x;
-    };
   }
 
   /**
@@ -544,5 +511,65 @@ export class ReadPath {
       }
     }
     return found;
+  }
+}
+
+/**
+ * Adds the rows of one part's answer (sensor_id, _time, _value, _field) into its sensors'
+ * sub-windows. Rows come series by series, so a sensor is looked up once per run of its rows. A
+ * class with indexed reads, not a closure destructuring each row: this runs for every row.
+ */
+class PartMerger {
+  private sensor = "";
+  private bySensor: Map<number, Partial> | undefined;
+  private readonly points: boolean;
+  /** The sub-window field every row adds to, or undefined when `_field` names it. */
+  private readonly key: keyof Partial | undefined;
+
+  constructor(
+    part: Part,
+    /** The start of sub-window 0. */
+    private readonly base: number,
+    private readonly stepMs: number,
+    /** Per sensor, sub-windows by index from `base`. */
+    private readonly windows: Map<string, Map<number, Partial>>,
+  ) {
+    this.points = part.as === "points";
+    this.key = part.as === "points" ? undefined : part.as;
+  }
+
+  add(row: (string | undefined)[]): void {
+    const sensor = row[0] ?? "";
+    let bySensor = this.bySensor;
+    if (bySensor === undefined || sensor !== this.sensor) {
+      this.sensor = sensor;
+      bySensor = this.windows.get(sensor);
+      if (bySensor === undefined) {
+        bySensor = new Map();
+        this.windows.set(sensor, bySensor);
+      }
+      this.bySensor = bySensor;
+    }
+    const index = Math.floor((epochMs(row[1] ?? "") - this.base) / this.stepMs);
+    let w = bySensor.get(index);
+    if (w === undefined) {
+      w = { count: 0, sum: 0, sumsq: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY };
+      bySensor.set(index, w);
+    }
+    const x = Number(row[2]);
+    if (this.points) {
+      w.count += 1;
+      w.sum += x;
+      w.sumsq += x * x;
+      if (x < w.min) w.min = x;
+      if (x > w.max) w.max = x;
+      return;
+    }
+    const key = this.key ?? (row[3] as keyof Partial);
+    if (key === "min") {
+      if (x < w.min) w.min = x;
+    } else if (key === "max") {
+      if (x > w.max) w.max = x;
+    } else w[key] += x;
   }
 }

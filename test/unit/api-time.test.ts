@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { iso, parseDateTime, parseRange, parseTime } from "../../api/params.js";
+import { epochMs, iso, parseDateTime, parseRange, parseTime } from "../../api/params.js";
 
 const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
 const DAY = 86_400_000;
@@ -77,5 +77,28 @@ describe("iso", () => {
     for (const ms of [-1, -62_135_596_800_000, 253_402_300_800_000, 1.5]) {
       expect(iso(ms)).toBe(new Date(ms).toISOString());
     }
+  });
+});
+
+describe("epochMs", () => {
+  it("reads InfluxDB's RFC 3339 times exactly as Date.parse does, to the millisecond", () => {
+    const fraction = fc.constantFrom("", ".", ".5", ".12", ".123", ".123456", ".123456789");
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 253_402_300_799_999 }), fraction, (ms, frac) => {
+        const whole = new Date(Math.floor(ms / 1000) * 1000).toISOString().slice(0, 19);
+        const time = frac === "." ? `${whole}Z` : `${whole}${frac}Z`;
+        expect(epochMs(time), time).toBe(Date.parse(time));
+      }),
+      { numRuns: 20_000 },
+    );
+    for (const time of [
+      "1970-01-01T00:00:00Z",
+      "2000-02-29T23:59:59.999Z",
+      "2100-03-01T00:00:00Z",
+      "2026-12-31T23:59:59.999999999Z",
+    ])
+      expect(epochMs(time), time).toBe(Date.parse(time));
+    // Other forms (an offset) go to Date.parse.
+    expect(epochMs("2026-01-01T01:00:00+01:00")).toBe(Date.UTC(2026, 0, 1));
   });
 });
