@@ -10,6 +10,8 @@ export interface CsvTable {
   labels: string[];
   /** Each column's `#default` value ("" when none). */
   defaults: string[];
+  /** Each column's `#datatype` (double, long, string, dateTime:RFC3339, …; "" when none). */
+  types: string[];
 }
 
 export class FluxQueryError extends Error {
@@ -20,6 +22,7 @@ export class AnnotatedCsv {
   private readonly decoder = new TextDecoder();
   private rest = "";
   private defaults: string[] = [];
+  private types: string[] = [];
   private table: CsvTable | undefined;
   /** Per table, the cells wanted (indexes into its labels), ascending with their output slots. */
   private picks: { cell: number; slot: number }[] = [];
@@ -70,6 +73,7 @@ export class AnnotatedCsv {
     if (stop === start) {
       this.table = undefined;
       this.defaults = [];
+      this.types = [];
       return;
     }
     if (this.table === undefined || quoted || this.error) {
@@ -107,10 +111,15 @@ export class AnnotatedCsv {
       const first = cells[0] ?? "";
       if (first.startsWith("#")) {
         if (first === "#default") this.defaults = cells.slice(1);
+        else if (first === "#datatype") this.types = cells.slice(1);
         return;
       }
       const labels = cells.slice(1);
-      const table = { labels, defaults: labels.map((_, i) => this.defaults[i] ?? "") };
+      const table = {
+        labels,
+        defaults: labels.map((_, i) => this.defaults[i] ?? ""),
+        types: labels.map((_, i) => this.types[i] ?? ""),
+      };
       this.table = table;
       this.error = labels.length === 2 && labels[0] === "error" && labels[1] === "reference";
       const wanted = this.pick(table);
@@ -182,4 +191,25 @@ export function splitQuoted(line: string): string[] {
       return cells;
     }
   }
+}
+
+/**
+ * A row as an object by column label, typed as its `#datatype` says (numbers for double, long and
+ * unsignedLong, booleans, text for the rest); an empty cell takes the column's default, and is
+ * null for a number or boolean without one.
+ */
+export function rowObject(values: readonly (string | undefined)[], table: CsvTable): Record<string, unknown> {
+  const row: Record<string, unknown> = {};
+  const { labels, defaults, types } = table;
+  for (let i = 0; i < labels.length; i++) {
+    let text = values[i] ?? "";
+    if (text === "") text = defaults[i] ?? "";
+    const type = types[i];
+    let value: unknown = text;
+    if (type === "double" || type === "long" || type === "unsignedLong") {
+      value = text === "" ? null : text === "+Inf" ? Infinity : text === "-Inf" ? -Infinity : Number(text);
+    } else if (type === "boolean") value = text === "" ? null : text === "true";
+    row[labels[i] as string] = value;
+  }
+  return row;
 }

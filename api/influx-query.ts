@@ -6,14 +6,9 @@
  * this service built wrongly: a 500 with an error id.
  */
 import { randomUUID } from "node:crypto";
-import {
-  type FluxTableMetaData,
-  HttpError,
-  type InfluxDB,
-  type ParameterizedQuery,
-} from "@influxdata/influxdb-client";
+import { HttpError, type InfluxDB, type ParameterizedQuery } from "@influxdata/influxdb-client";
 import { Histogram, type Registry } from "prom-client";
-import { AnnotatedCsv } from "./flux-csv.js";
+import { AnnotatedCsv, type CsvTable, rowObject } from "./flux-csv.js";
 import { ProblemError, unavailable } from "./problem.js";
 
 /** What the API asks InfluxDB's CSV to hold: the annotations name each table's columns and result. */
@@ -54,9 +49,15 @@ export class FluxRunner {
     });
   }
 
+  /** Every row as an object by column, typed by its datatype (see `rowObject`). */
   async rows<T>(name: string, query: ParameterizedQuery | string): Promise<T[]> {
     const rows: T[] = [];
-    await this.run(name, query, (values, meta) => rows.push(meta.toObject(values) as T));
+    await this.stream(
+      name,
+      query.toString(),
+      (t) => t.labels.map((_, i) => i),
+      (values, t) => rows.push(rowObject(values, t) as T),
+    );
     return rows;
   }
 
@@ -106,7 +107,9 @@ export class FluxRunner {
       : (queries[0] as string);
     // Each row holds the named columns, then the result name (usually only in its table's
     // #default annotation, not in each row).
-    const csv = new AnnotatedCsv(
+    await this.stream(
+      name,
+      script,
       (t) => [...columns.map((c) => t.labels.indexOf(c)), t.labels.indexOf("result")],
       (values, t) => {
         const label = values[columns.length] || t.defaults[t.labels.indexOf("result")];
@@ -116,6 +119,19 @@ export class FluxRunner {
         row(query, values);
       },
     );
+  }
+
+  /**
+   * Runs `script` and hands each row's picked cells to `onRow` as the answer streams in (see
+   * AnnotatedCsv), within the time budget; failures classified.
+   */
+  private async stream(
+    name: string,
+    script: string,
+    pick: (table: CsvTable) => number[],
+    onRow: (values: (string | undefined)[], table: CsvTable) => void,
+  ): Promise<void> {
+    const csv = new AnnotatedCsv(pick, onRow);
     const end = this.latency.startTimer({ query: name });
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new QueryTimeout()), this.timeoutMs);
@@ -135,42 +151,6 @@ export class FluxRunner {
       throw classify(abort.signal.aborted ? new QueryTimeout() : err, name, this.timeoutMs);
     } finally {
       clearTimeout(timer);
-      end();
-    }
-  }
-
-  /** Streams the answer's rows to `row`, within the time budget; failures classified. */
-  private async run(
-    name: string,
-    query: ParameterizedQuery | string,
-    row: (values: string[], meta: FluxTableMetaData) => void,
-  ): Promise<void> {
-    const end = this.latency.startTimer({ query: name });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        let cancel: (() => void) | undefined;
-        const timer = setTimeout(() => {
-          cancel?.();
-          reject(new QueryTimeout());
-        }, this.timeoutMs);
-        this.influx.getQueryApi(this.org).queryRows(query, {
-          useCancellable: (cancellable) => {
-            cancel = () => cancellable.cancel();
-          },
-          next: row,
-          error: (err) => {
-            clearTimeout(timer);
-            reject(err);
-          },
-          complete: () => {
-            clearTimeout(timer);
-            resolve();
-          },
-        });
-      });
-    } catch (err) {
-      throw classify(err, name, this.timeoutMs);
-    } finally {
       end();
     }
   }

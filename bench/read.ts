@@ -503,6 +503,81 @@ export async function measureRead(
         },
       },
       {
+        name: "readings, 1 sensor, last 24h, first page of 100",
+        path: `/v1/sensors/sensor_1/readings?${q({ start: now - DAY, stop: now })}`,
+        fromApi: (body) =>
+          new Map(
+            (body as { readings: { time: string; fields: Record<string, number> }[] }).readings.map((r) => [
+              String(Date.parse(r.time)),
+              r.fields,
+            ]),
+          ),
+        direct: async () => {
+          // Hand-written: each field's first 101 points, fields as columns, the first 100 times.
+          const config = influxConfig(fleet);
+          const out: Numbers = new Map();
+          for (const [time = "", value] of await fastReader(fleet).columns(
+            "direct_readings",
+            `from(bucket: "${config.bucket}")
+  |> range(start: ${iso(now - DAY)}, stop: ${iso(now)})
+  |> filter(fn: (r) => r._measurement == "readings" and r.sensor_id == "sensor_1")
+  |> limit(n: 100)
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")`,
+            ["_time", "temperature"],
+          )) {
+            out.set(String(Date.parse(time)), { temperature: Number(value) });
+          }
+          return out;
+        },
+      },
+      {
+        name: `sessions, 1 sensor, ${days} days, gap 5m`,
+        path: `/v1/sensors/sensor_1/sessions?${q({ start, stop: now, gap: "5m" })}`,
+        fromApi: (body) =>
+          new Map(
+            (
+              body as { sessions: { start: string; end: string; count: number; mean: number }[] }
+            ).sessions.map((s) => [
+              String(Date.parse(s.start)),
+              { end: Date.parse(s.end), count: s.count, mean: s.mean },
+            ]),
+          ),
+        direct: async () => {
+          // Hand-written: a session starts where the time since the previous reading passes the gap.
+          const config = influxConfig(fleet);
+          const out: Numbers = new Map();
+          for (const [first = "", last = "", count, mean] of await fastReader(fleet).columns(
+            "direct_sessions",
+            `from(bucket: "${config.bucket}")
+  |> range(start: ${iso(start)}, stop: ${iso(now)})
+  |> filter(fn: (r) => r._measurement == "readings" and r.sensor_id == "sensor_1" and r._field == "temperature")
+  |> map(fn: (r) => ({r with t: int(v: r._time)}))
+  |> difference(columns: ["t"], keepFirst: true)
+  |> map(fn: (r) => ({r with mark: if not exists r.t or r.t > 300000000000 then 1 else 0}))
+  |> cumulativeSum(columns: ["mark"])
+  |> group(columns: ["mark"])
+  |> reduce(
+    identity: {count: 0, sum: 0.0, first: time(v: 0), last: time(v: 0)},
+    fn: (r, accumulator) => ({
+      count: accumulator.count + 1,
+      sum: accumulator.sum + r._value,
+      first: if accumulator.count == 0 then r._time else accumulator.first,
+      last: r._time,
+    }),
+  )
+  |> map(fn: (r) => ({r with mean: r.sum / float(v: r.count)}))`,
+            ["first", "last", "count", "mean"],
+          )) {
+            out.set(String(Date.parse(first)), {
+              end: Date.parse(last),
+              count: Number(count),
+              mean: Number(mean),
+            });
+          }
+          return out;
+        },
+      },
+      {
         name: `sensors, ${options.sensors} sensors, ${days} days`,
         path: `/v1/sensors?${q({ start: start, stop: now })}`,
         fromApi: sensorsOf,

@@ -6,14 +6,15 @@
  * GET /v1/sensors/:sensor_id/sessions — gap-based session windows of one sensor's field.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import { flux, fluxDateTime, fluxInteger } from "@influxdata/influxdb-client";
 import { Type } from "@sinclair/typebox";
+import { and, eq, lit, rawPoints } from "../../common/flux-shapes.js";
 import { MEASUREMENTS } from "../../common/topics.js";
 import { decodeCursor, encodeCursor } from "../pagination.js";
 import {
   CursorParam,
   DURATION_PATTERN,
   durationParam,
+  epochMs,
   FieldParam,
   iso,
   LimitParam,
@@ -119,10 +120,11 @@ const SessionsResponse = Type.Object({
 
 type PivotedRow = Record<string, string | number | null | undefined> & { _time: string };
 
+/** Columns of an unpivoted point that are not tags. */
+const POINT_COLUMNS = new Set(["_field", "_value"]);
+
 export function sensorsRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
   const bucket = ctx.settings.influx.bucket;
-  const timeRange = (start: number, stop: number) =>
-    flux`range(start: ${fluxDateTime(iso(start))}, stop: ${fluxDateTime(iso(stop))})`;
 
   return async (app) => {
     app.get(
@@ -202,37 +204,49 @@ export function sensorsRoutes(ctx: RouteContext): FastifyPluginAsyncTypebox {
         const readings: { time: string; fields: Record<string, number>; tags: Record<string, string> }[] = [];
         let nextCursor: string | null = null;
         if (from < range.stop) {
-          // Per series, storage returns points in time order: limiting each field's series to limit+1
-          // before the pivot keeps every one of the first limit+1 readings whole.
-          const query = flux`
-from(bucket: ${bucket})
-  |> ${timeRange(from, range.stop)}
-  |> filter(fn: (r) => r._measurement == ${MEASUREMENTS.readings} and r.sensor_id == ${sensorId})
-  |> limit(n: ${fluxInteger(limit + 1)})
-  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
-  |> group()
-  |> sort(columns: ["_time"])
-  |> limit(n: ${fluxInteger(limit + 1)})`;
-          const rows = await ctx.flux.rows<PivotedRow>("sensor_readings", query);
-          let page = rows;
-          if (rows.length > limit) {
-            const cut = Date.parse((rows[limit] as PivotedRow)._time);
-            page = rows.slice(0, limit).filter((r) => Date.parse(r._time) < cut);
+          // Per series, storage returns points in time order: each field's series limited to
+          // limit+1 points keeps every one of the first limit+1 readings whole. A pushed-down read;
+          // fields are paired into readings here (same time and tags), not pivoted in Flux.
+          const rows = await ctx.flux.rows<PivotedRow>(
+            "sensor_readings",
+            `${rawPoints({
+              bucket: lit.str(bucket),
+              start: lit.time(from),
+              stop: lit.time(range.stop),
+              where: and(
+                eq("_measurement", lit.str(MEASUREMENTS.readings)),
+                eq("sensor_id", lit.str(sensorId)),
+              ),
+            })}\n  |> limit(n: ${limit + 1})`,
+          );
+          const byKey = new Map<
+            string,
+            { t: number; fields: Record<string, number>; tags: Record<string, string> }
+          >();
+          for (const row of rows) {
+            const t = epochMs(row._time);
+            const tags = tagsOf(row, POINT_COLUMNS);
+            const key = `${t}\u0000${JSON.stringify(tags)}`;
+            let reading = byKey.get(key);
+            if (reading === undefined) {
+              reading = { t, fields: {}, tags };
+              byKey.set(key, reading);
+            }
+            if (typeof row._value === "number") reading.fields[String(row._field)] = row._value;
+          }
+          const all = [...byKey.values()].sort((a, b) => a.t - b.t);
+          let page = all;
+          if (all.length > limit) {
+            const cut = (all[limit] as { t: number }).t;
+            page = all.slice(0, limit).filter((r) => r.t < cut);
             if (page.length === 0) {
               throw tooLarge(
                 `more than ${limit} readings of ${sensorId} share the time ${iso(cut)}: raise limit (at most ${Math.min(1000, ctx.settings.maxPoints)})`,
               );
             }
-            nextCursor = encodeCursor({ t: Date.parse((page[page.length - 1] as PivotedRow)._time), k: [] });
+            nextCursor = encodeCursor({ t: (page[page.length - 1] as { t: number }).t, k: [] });
           }
-          for (const row of page) {
-            const fields: Record<string, number> = {};
-            for (const [key, value] of Object.entries(row)) {
-              if (typeof value === "number" && !SYSTEM_COLUMNS.has(key) && key !== "table")
-                fields[key] = value;
-            }
-            readings.push({ time: iso(Date.parse(row._time)), fields, tags: tagsOf(row) });
-          }
+          for (const r of page) readings.push({ time: iso(r.t), fields: r.fields, tags: r.tags });
         }
         return {
           sensor_id: sensorId,
@@ -266,50 +280,69 @@ from(bucket: ${bucket})
         const gap = q.gap ?? "5m";
         const gapMs = durationParam(gap, "gap", ctx.settings.maxRangeMs);
         const range = parseRange(q, ctx.settings.maxRangeMs);
-        // InfluxDB numbers the sessions (a running sum of "gap exceeded" marks) and aggregates each.
-        const query = flux`
-from(bucket: ${bucket})
-  |> ${timeRange(range.start, range.stop)}
-  |> filter(fn: (r) => r._measurement == ${MEASUREMENTS.readings} and r.sensor_id == ${sensorId} and r._field == ${field})
-  |> group()
-  |> sort(columns: ["_time"])
-  |> map(fn: (r) => ({_time: r._time, _value: float(v: r._value), t: int(v: r._time)}))
-  |> difference(columns: ["t"], keepFirst: true)
-  |> map(fn: (r) => ({r with mark: if not exists r.t or r.t > ${fluxInteger(gapMs * 1_000_000)} then 1 else 0}))
-  |> cumulativeSum(columns: ["mark"])
-  |> group(columns: ["mark"])
-  |> reduce(
-    identity: {count: 0, sum: 0.0, first: time(v: 0), last: time(v: 0)},
-    fn: (r, accumulator) => ({
-      count: accumulator.count + 1,
-      sum: accumulator.sum + r._value,
-      first: if accumulator.count == 0 then r._time else accumulator.first,
-      last: r._time,
-    }),
-  )
-  |> map(fn: (r) => ({r with mean: r.sum / float(v: r.count)}))
-  |> group()
-  |> sort(columns: ["mark"])
-  |> limit(n: ${fluxInteger(ctx.settings.maxPoints + 1)})`;
-        const rows = await ctx.flux.rows<{ count: number; mean: number; first: string; last: string }>(
+        // Storage reads the points (a pushed-down filter); sessions are cut here as they stream in.
+        // Rows come series by series (a sensor whose tags changed has several), each in time order.
+        const times: number[] = [];
+        const values: number[] = [];
+        let ordered = true;
+        await ctx.flux.eachRow(
           "sensor_sessions",
-          query,
+          [
+            `${rawPoints({
+              bucket: lit.str(bucket),
+              start: lit.time(range.start),
+              stop: lit.time(range.stop),
+              where: and(
+                eq("_measurement", lit.str(MEASUREMENTS.readings)),
+                eq("sensor_id", lit.str(sensorId)),
+                eq("_field", lit.str(field)),
+              ),
+            })}\n  |> keep(columns: ["_time", "_value"])`,
+          ],
+          ["_time", "_value"],
+          (_, row) => {
+            const t = epochMs(row[0] ?? "");
+            if (times.length > 0 && t < (times[times.length - 1] as number)) ordered = false;
+            times.push(t);
+            values.push(Number(row[1]));
+          },
+          false,
         );
-        if (rows.length > ctx.settings.maxPoints) {
-          throw tooLarge(`more than ${ctx.settings.maxPoints} sessions: use a larger gap or a shorter range`);
+        const order = times.map((_, i) => i);
+        if (!ordered) order.sort((a, b) => (times[a] as number) - (times[b] as number));
+        const sessions: { start: string; end: string; count: number; mean: number }[] = [];
+        let first = 0;
+        let last = 0;
+        let count = 0;
+        let sum = 0;
+        const close = () => {
+          if (sessions.length === ctx.settings.maxPoints) {
+            throw tooLarge(
+              `more than ${ctx.settings.maxPoints} sessions: use a larger gap or a shorter range`,
+            );
+          }
+          sessions.push({ start: iso(first), end: iso(last), count, mean: sum / count });
+        };
+        for (const i of order) {
+          const t = times[i] as number;
+          if (count > 0 && t - last > gapMs) {
+            close();
+            count = 0;
+            sum = 0;
+          }
+          if (count === 0) first = t;
+          last = t;
+          count++;
+          sum += values[i] as number;
         }
+        if (count > 0) close();
         return {
           sensor_id: sensorId,
           field,
           gap,
           start: iso(range.start),
           stop: iso(range.stop),
-          sessions: rows.map((r) => ({
-            start: iso(Date.parse(r.first)),
-            end: iso(Date.parse(r.last)),
-            count: Math.round(r.count),
-            mean: r.mean,
-          })),
+          sessions,
         };
       },
     );

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AnnotatedCsv, FluxQueryError, splitQuoted } from "../../api/flux-csv.js";
+import { AnnotatedCsv, FluxQueryError, rowObject, splitQuoted } from "../../api/flux-csv.js";
 
 const ANSWER = [
   "#datatype,string,long,dateTime:RFC3339,double,string",
@@ -56,6 +56,48 @@ describe("InfluxDB's annotated CSV", () => {
       expect(parse([bytes.slice(0, cut), bytes.slice(cut)])).toEqual(EXPECTED);
     }
     expect(parse([...bytes].map((b) => Uint8Array.of(b)))).toEqual(EXPECTED);
+  });
+
+  it("types whole rows by each table's #datatype, empty cells taking the column default", () => {
+    const rows: Record<string, unknown>[] = [];
+    const csv = new AnnotatedCsv(
+      (table) => table.labels.map((_, i) => i),
+      (values, table) => rows.push(rowObject(values, table)),
+    );
+    csv.push(
+      new TextEncoder().encode(
+        [
+          "#datatype,string,long,dateTime:RFC3339,double,boolean,string,double",
+          "#group,false,false,false,false,false,true,false",
+          "#default,_result,,,,,,",
+          ",result,table,_time,_value,ok,sensor_id,gap",
+          ",,0,2026-12-01T00:00:00Z,1.5,true,a,",
+          ",,0,2026-12-01T00:01:00Z,+Inf,false,a,-Inf",
+          "",
+        ].join("\r\n"),
+      ),
+    );
+    csv.end();
+    expect(rows).toEqual([
+      {
+        result: "_result",
+        table: 0,
+        _time: "2026-12-01T00:00:00Z",
+        _value: 1.5,
+        ok: true,
+        sensor_id: "a",
+        gap: null,
+      },
+      {
+        result: "_result",
+        table: 0,
+        _time: "2026-12-01T00:01:00Z",
+        _value: Number.POSITIVE_INFINITY,
+        ok: false,
+        sensor_id: "a",
+        gap: Number.NEGATIVE_INFINITY,
+      },
+    ]);
   });
 
   it("throws the error InfluxDB reports after its answer began", () => {
