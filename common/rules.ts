@@ -40,10 +40,17 @@ const WINDOW_DURATION =
 export const TEXT_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
+/** Durations already parsed: rules ask for theirs on every reading they evaluate. */
+const DURATIONS = new Map<string, number>();
+
 export function durationToMs(text: string): number {
+  const known = DURATIONS.get(text);
+  if (known !== undefined) return known;
   const match = /^(\d+)(ms|s|m|h|d)$/.exec(text);
   if (!match) throw new RangeError(`duration ${JSON.stringify(text)} is not valid: use e.g. 30s, 5m, 1h`);
-  return Number(match[1]) * (UNIT_MS[match[2] as string] as number);
+  const ms = Number(match[1]) * (UNIT_MS[match[2] as string] as number);
+  if (DURATIONS.size < 10_000) DURATIONS.set(text, ms);
+  return ms;
 }
 
 const Duration = (description: string, pattern = RULE_DURATION) =>

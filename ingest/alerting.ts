@@ -86,19 +86,49 @@ export function newAlertState(rule: AlertRule): AlertState {
   return { status: "ok", since: 0, kind: conditionKind(rule.condition) };
 }
 
+/** Each condition's kind, computed once per condition object (it is asked for every reading). */
+const KINDS = new WeakMap<Condition, string>();
 function conditionKind(c: Condition): string {
-  return c.type === "window" ? `window:${c.window}` : c.type;
+  let kind = KINDS.get(c);
+  if (kind === undefined) {
+    kind = c.type === "window" ? `window:${c.window}` : c.type;
+    KINDS.set(c, kind);
+  }
+  return kind;
 }
 
-function compare(
+/**
+ * The one observation being stepped: filled per reading and read by `step` before the next, never
+ * kept (a transition copies what it needs), so evaluating a reading allocates nothing.
+ */
+const OBSERVED: Observation = { breach: false, clear: false, value: 0, threshold: 0, time: 0 };
+
+function observe(
+  breach: boolean,
+  clear: boolean,
+  value: number,
+  threshold: number,
+  time: number,
+): Observation {
+  OBSERVED.breach = breach;
+  OBSERVED.clear = clear;
+  OBSERVED.value = value;
+  OBSERVED.threshold = threshold;
+  OBSERVED.time = time;
+  return OBSERVED;
+}
+
+/** `x` against `limit` as `op` says: a breach, or (past the hysteresis) clear. */
+function compared(
   op: "above" | "below",
   x: number,
   limit: number,
   hysteresis: number,
-): { breach: boolean; clear: boolean } {
+  time: number,
+): Observation {
   return op === "above"
-    ? { breach: x > limit, clear: x <= limit - hysteresis }
-    : { breach: x < limit, clear: x >= limit + hysteresis };
+    ? observe(x > limit, x <= limit - hysteresis, x, limit, time)
+    : observe(x < limit, x >= limit + hysteresis, x, limit, time);
 }
 
 function describe(rule: AlertRule, o: Observation, state: "firing" | "resolved", sensorId: string): string {
@@ -264,7 +294,7 @@ export function evaluateReading(
   const h = rule.hysteresis ?? 0;
   switch (c.type) {
     case "threshold":
-      return step(rule, sensorId, s, { ...compare(c.op, x, c.value, h), value: x, threshold: c.value, time });
+      return step(rule, sensorId, s, compared(c.op, x, c.value, h, time));
     case "rate_of_change": {
       const prevValue = s.prevValue;
       const prevTime = s.prevTime;
@@ -272,12 +302,7 @@ export function evaluateReading(
       s.prevTime = time;
       if (prevValue === undefined || prevTime === undefined) return undefined;
       const rate = ((x - prevValue) / (time - prevTime)) * durationToMs(c.per);
-      return step(rule, sensorId, s, {
-        ...compare(c.op, rate, c.value, h),
-        value: rate,
-        threshold: c.value,
-        time,
-      });
+      return step(rule, sensorId, s, compared(c.op, rate, c.value, h, time));
     }
     case "anomaly": {
       const hit = anomalies.find((a) => c.detectors === undefined || c.detectors.includes(a.detector));
@@ -285,13 +310,7 @@ export function evaluateReading(
       const quiet =
         s.lastAnomaly === undefined ||
         time - s.lastAnomaly >= durationToMs(rule.resolve_after ?? DEFAULT_RESOLVE_AFTER);
-      return step(rule, sensorId, s, {
-        breach: hit !== undefined,
-        clear: quiet,
-        value: x,
-        threshold: hit?.threshold ?? 0,
-        time,
-      });
+      return step(rule, sensorId, s, observe(hit !== undefined, quiet, x, hit?.threshold ?? 0, time));
     }
     case "deadman": {
       s.lastSeen = Math.max(s.lastSeen ?? time, time);
@@ -302,13 +321,7 @@ export function evaluateReading(
       if (!live && s.status === "firing" && s.fired?.byClock === true) return undefined;
       if (live && arrival !== undefined) s.seenAt = arrival;
       // Data arrived: a silent sensor is alive again.
-      return step(rule, sensorId, s, {
-        breach: false,
-        clear: true,
-        value: x,
-        threshold: durationToMs(c.after) / 1000,
-        time,
-      });
+      return step(rule, sensorId, s, observe(false, true, x, after / 1000, time));
     }
     case "window": {
       const size = durationToMs(c.window);
@@ -318,12 +331,7 @@ export function evaluateReading(
       if (w !== undefined && start < w.start) return undefined; // belongs to a window already evaluated
       if (w !== undefined && start > w.start) {
         const value = c.fn === "mean" ? meanOf(w) : c.fn === "min" ? w.min : c.fn === "max" ? w.max : w.count;
-        transition = step(rule, sensorId, s, {
-          ...compare(c.op, value, c.value, h),
-          value,
-          threshold: c.value,
-          time: w.start + size,
-        });
+        transition = step(rule, sensorId, s, compared(c.op, value, c.value, h, w.start + size));
       }
       if (w === undefined || start > w.start) s.window = { start, ...aggregateOf(x, time) };
       else addReading(w, x, time);

@@ -115,6 +115,7 @@ export function emptyBatchOutput(): BatchOutput {
 }
 
 const SEP = "\u001f";
+const NO_ANOMALIES: Anomaly[] = [];
 const META_KEY = "meta";
 const DETECTOR_KEY = `d${SEP}`;
 /** State-TTL timer keys: a sensor (its clock's `seen`); a field's detector key stands for itself. */
@@ -142,6 +143,7 @@ export class PartitionTask {
   private expiryStale = false;
   private readonly ttlMs: number;
   private readonly dirty = new Set<string>();
+  private readonly alertKeys = new WeakMap<AlertState, string>();
 
   /** `partition` labels the rollup progress this task writes. */
   constructor(
@@ -177,7 +179,7 @@ export class PartitionTask {
       });
 
       this.expiry.set(SENSOR_TTL_KEY + sensorId, now + this.ttlMs);
-      const flagged: Record<string, Anomaly[]> = {};
+      let flagged: Record<string, Anomaly[]> | undefined;
       for (const field in fields) {
         const key = `${DETECTOR_KEY}${sensorId}${SEP}${field}`;
         let state = this.detectors.get(key);
@@ -190,7 +192,10 @@ export class PartitionTask {
         state.seenAt = now;
         this.expiry.set(key, now + this.ttlMs);
         this.dirty.add(key);
-        if (found.length > 0) flagged[field] = found;
+        if (found.length > 0) {
+          flagged ??= {};
+          flagged[field] = found;
+        }
         for (const anomaly of found) {
           out.anomalies++;
           out.lines.push({
@@ -229,7 +234,7 @@ export class PartitionTask {
           state,
           time,
           value,
-          flagged[rule.field] ?? [],
+          flagged?.[rule.field] ?? NO_ANOMALIES,
           now,
         );
         if (state.fired !== undefined) state.fired.tags = tags;
@@ -407,8 +412,18 @@ export class PartitionTask {
       state = newAlertState(rule);
       byRule.set(sensorId, state);
     }
-    this.dirty.add(`a${SEP}${rule.id}${SEP}${sensorId}`);
+    this.dirty.add(this.alertKey(state, rule.id, sensorId));
     return state;
+  }
+
+  /** An alert state's changelog key, made once per state (it is marked dirty on every reading). */
+  private alertKey(state: AlertState, ruleId: string, sensorId: string): string {
+    let key = this.alertKeys.get(state);
+    if (key === undefined) {
+      key = `a${SEP}${ruleId}${SEP}${sensorId}`;
+      this.alertKeys.set(state, key);
+    }
+    return key;
   }
 
   private emit(t: Transition, out: BatchOutput, source: number): void {

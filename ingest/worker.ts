@@ -10,7 +10,9 @@
  * Why a transaction per batch: the offsets, the emitted windows and the detector/window state then
  * move together, so after a crash the worker resumes from a state that matches its offsets exactly
  * and a replay produces the same points (InfluxDB point identity is deterministic) and the same
- * flags.
+ * flags. Under a backlog, written batches are held and committed together at most every
+ * commitIntervalMs (the same guarantee: nothing of them is in Kafka until their one commit, and a
+ * crash before it replays them all), which cuts transactions and changelog bytes.
  *
  * Never silently stopped: kafkajs restarts its consumer only after retriable errors; after any
  * other (a fenced producer, a zombie commit, a message the broker refuses) it leaves the group and
@@ -67,6 +69,24 @@ export interface WorkerOptions {
   maxBytesPerPartition?: number;
   /** Longest a state restore may take before the consumer is rebuilt and tries again. */
   restoreTimeoutMs?: number;
+  /**
+   * While a partition has a backlog, its batches are committed together at most this often (one
+   * Kafka transaction, one changelog entry per state key changed meanwhile); a batch that reaches
+   * the end of the partition commits at once. 0: every batch commits.
+   */
+  commitIntervalMs?: number;
+}
+
+/** Batches of a partition stored in InfluxDB but not yet committed to Kafka. */
+interface Held {
+  /** The task they were processed by: a held batch belongs to that state only. */
+  task: Promise<PartitionTask>;
+  /** When the first of them was processed. */
+  since: number;
+  outputs: TopicMessages[];
+  transitions: BatchOutput["transitions"];
+  /** The offset after the last of them. */
+  nextOffset: string;
 }
 
 const READINGS_PREFIX = `${escapeMeasurement(MEASUREMENTS.readings)},`;
@@ -131,6 +151,8 @@ export class IngestWorker {
   private readonly restored = new WeakMap<Promise<PartitionTask>, PartitionTask>();
   /** Wall-clock time before which a partition's timers do not fire (see SETTLE_MS). */
   private readonly settleUntil = new Map<number, number>();
+  /** Per partition, batches written to InfluxDB whose outputs and offsets await one commit. */
+  private readonly held = new Map<number, Held>();
   /** Largest dead-letter or late message the broker takes (the topics' max.message.bytes). */
   private forwardLimit = 1024 * 1024;
 
@@ -205,6 +227,7 @@ export class IngestWorker {
     clearTimeout(this.rebuildTimer);
     clearInterval(this.tickTimer);
     await Promise.all([...this.ticks.values()]);
+    await this.commitHeldBeforeLeaving();
     // disconnect() waits for the batch in flight to finish (and commit) before leaving the group.
     await this.consumer?.disconnect();
     this.setConsuming(false);
@@ -236,6 +259,7 @@ export class IngestWorker {
       // Partitions that stay keep their state; the others' state and producers go. One that comes
       // back later is restored again from the changelog with a freshly fenced producer.
       for (const partition of this.tasks.keys()) if (!assigned.has(partition)) this.tasks.delete(partition);
+      for (const partition of this.held.keys()) if (!assigned.has(partition)) this.held.delete(partition);
       void this.producers.retain(assigned);
       this.assigned = assigned;
       this.rebuildDelayMs = REBUILD_BACKOFF_MS.initial;
@@ -296,6 +320,7 @@ export class IngestWorker {
   private dropAllPartitions(): void {
     this.setConsuming(false);
     this.tasks.clear();
+    this.held.clear();
     this.assigned = new Set();
     void this.producers.dropAll();
   }
@@ -349,7 +374,13 @@ export class IngestWorker {
       if (task === undefined || this.busy.has(partition) || !this.assigned.has(partition)) continue;
       if ((this.settleUntil.get(partition) ?? 0) > now) continue;
       const due = task.nextDeadline();
-      if (!task.rulesChanged(rules) && (due === undefined || due > now)) continue;
+      // Batches held for a shared commit that no later batch came to commit.
+      const held = this.held.get(partition);
+      const heldDue =
+        held !== undefined &&
+        held.task === pending &&
+        performance.now() - held.since >= (this.options.commitIntervalMs ?? 0);
+      if (!task.rulesChanged(rules) && (due === undefined || due > now) && !heldDue) continue;
       this.busy.add(partition);
       const run = this.runTick(consumer, partition, pending, task, now, rules).finally(() => {
         this.busy.delete(partition);
@@ -375,8 +406,10 @@ export class IngestWorker {
     const out = task.tick(now, rules);
     // From here the state may be ahead of what Kafka holds: any way out but a commit drops it.
     try {
-      const outputs = this.outputs(partition, [], out, task);
-      if (out.lines.length === 0 && outputs.every((o) => o.messages.length === 0)) return;
+      const outputs = this.outputs(partition, [], out);
+      const held = this.held.get(partition);
+      if (out.lines.length === 0 && outputs.every((o) => o.messages.length === 0) && held === undefined)
+        return;
       const rejected = await this.writer.write(out.lines, {
         heartbeat: async () => {},
         shouldContinue: owned,
@@ -398,8 +431,14 @@ export class IngestWorker {
         this.tasks.delete(partition);
         return;
       }
-      await this.producers.commit(partition, outputs);
-      this.notifier.notify(out.transitions);
+      // Batches held for a shared commit go with the tick's outputs (the changelog the tick
+      // commits includes their effects, so their offsets must commit with it).
+      if (held !== undefined && held.task === pending) {
+        await this.commitHeld(partition, this.hold(partition, pending, outputs, out, held.nextOffset), task);
+      } else {
+        await this.producers.commit(partition, [...outputs, this.changelog(partition, task)]);
+        this.notifier.notify(out.transitions);
+      }
     } catch (err) {
       this.tasks.delete(partition);
       this.options.logger.warn(
@@ -487,14 +526,17 @@ export class IngestWorker {
         this.tasks.delete(partition);
         return;
       }
-      await this.producers.commit(partition, this.outputs(partition, messages, out, task), {
-        groupId: this.options.groupId,
-        topic: this.topics.raw,
-        offset: nextOffset,
-      });
-      resolveOffset(batch.lastOffset());
-      this.notifier.notify(out.transitions);
       const lag = Number(BigInt(batch.highWatermark) - BigInt(nextOffset));
+      const held = this.hold(partition, pending, this.outputs(partition, messages, out), out, nextOffset);
+      // With a backlog, batches share a commit: fewer transactions, and a state key changed by
+      // several batches goes to the changelog once. The last batch of the backlog commits at once.
+      const commitNow =
+        lag <= 0 ||
+        !this.running ||
+        !isRunning() ||
+        performance.now() - held.since >= (this.options.commitIntervalMs ?? 0);
+      if (commitNow) await this.commitHeld(partition, held, task);
+      resolveOffset(batch.lastOffset());
       this.settleUntil.set(partition, lag > 0 ? Date.now() + SETTLE_MS : 0);
       const rejectedReadings = new Set(
         rejected.filter((l) => l.line.startsWith(READINGS_PREFIX)).map((l) => l.source),
@@ -520,12 +562,8 @@ export class IngestWorker {
     }
   }
 
-  private outputs(
-    partition: number,
-    messages: KafkaMessage[],
-    out: BatchOutput,
-    task: PartitionTask,
-  ): TopicMessages[] {
+  /** What a batch (or tick) publishes besides the changelog: dead letters, late readings, alerts, windows. */
+  private outputs(partition: number, messages: KafkaMessage[], out: BatchOutput): TopicMessages[] {
     const source = { topic: this.topics.raw, partition };
     return [
       {
@@ -546,11 +584,76 @@ export class IngestWorker {
         topic: this.topics.aggregated,
         messages: out.windows.map((w) => ({ key: w.sensor_id, value: JSON.stringify(w) })),
       },
-      {
-        topic: this.topics.state,
-        messages: task.takeChangelog().map((e) => ({ key: e.key, value: e.value, partition })),
-      },
     ];
+  }
+
+  /**
+   * On stop, while the partitions are still this worker's: held batches of partitions with no batch
+   * in flight are committed (one in flight commits its partition's as it ends).
+   */
+  private async commitHeldBeforeLeaving(): Promise<void> {
+    await Promise.all(
+      [...this.held].map(async ([partition, held]) => {
+        const task = this.restored.get(held.task);
+        if (task === undefined || this.busy.has(partition) || this.tasks.get(partition) !== held.task) return;
+        this.busy.add(partition);
+        try {
+          await this.commitHeld(partition, held, task);
+        } catch (err) {
+          this.tasks.delete(partition);
+          this.options.logger.warn(
+            { partition, error: (err as Error).message },
+            "held batches not committed on stop; they will be reprocessed",
+          );
+        } finally {
+          this.busy.delete(partition);
+        }
+      }),
+    );
+  }
+
+  /** Adds a written batch's outputs to the partition's held ones (a held set of another task is void). */
+  private hold(
+    partition: number,
+    task: Promise<PartitionTask>,
+    outputs: TopicMessages[],
+    out: BatchOutput,
+    nextOffset: string,
+  ): Held {
+    let held = this.held.get(partition);
+    if (held === undefined || held.task !== task) {
+      held = { task, since: performance.now(), outputs: [], transitions: [], nextOffset };
+      this.held.set(partition, held);
+    }
+    for (const o of outputs) {
+      const same = held.outputs.find((h) => h.topic === o.topic);
+      if (same === undefined) held.outputs.push({ topic: o.topic, messages: [...o.messages] });
+      else same.messages.push(...o.messages);
+    }
+    held.transitions.push(...out.transitions);
+    held.nextOffset = nextOffset;
+    return held;
+  }
+
+  /**
+   * Commits the held batches of `partition` in one transaction with the changelog of everything
+   * they changed and their offsets, then tells the webhooks of their transitions.
+   */
+  private async commitHeld(partition: number, held: Held, task: PartitionTask): Promise<void> {
+    this.held.delete(partition);
+    await this.producers.commit(partition, [...held.outputs, this.changelog(partition, task)], {
+      groupId: this.options.groupId,
+      topic: this.topics.raw,
+      offset: held.nextOffset,
+    });
+    this.notifier.notify(held.transitions);
+  }
+
+  private changelog(partition: number, task: PartitionTask): TopicMessages {
+    return {
+      topic: this.topics.state,
+      messages: task.takeChangelog().map((e) => ({ key: e.key, value: e.value, partition })),
+    };
   }
 
   /**

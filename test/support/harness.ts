@@ -70,12 +70,17 @@ export interface Outgoing {
 
 export async function produce(env: Env, messages: Outgoing[], name: TopicName = "raw"): Promise<void> {
   await createTopics(env);
+  await produceTo(env, topic(env, name), messages);
+}
+
+/** Sends to a topic by its full name, in order, 1,000 messages per request. */
+async function produceTo(env: Env, name: string, messages: Outgoing[]): Promise<void> {
   // Idempotent, so a retry after a slow acknowledgement never writes a message twice.
   const producer = kafkaFor(env).producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
     for (let i = 0; i < messages.length; i += 1000) {
-      await producer.send({ topic: topic(env, name), acks: -1, messages: messages.slice(i, i + 1000) });
+      await producer.send({ topic: name, acks: -1, messages: messages.slice(i, i + 1000) });
     }
   } finally {
     await producer.disconnect();
@@ -108,9 +113,19 @@ export async function consumeAll(
   if (name === "raw" || name === "alertRules") {
     throw new Error(`consumeAll places end markers, so it reads output topics only, not ${name}`);
   }
-  const partitions = (
-    await withAdmin(kafkaFor(env), (admin) => admin.fetchTopicOffsets(topic(env, name)))
-  ).map((p) => p.partition);
+  return consumeTopic(env, topic(env, name), count, timeoutMs);
+}
+
+/** `consumeAll` for a topic by its full name (e.g. the worker's state changelog). */
+export async function consumeTopic(
+  env: Env,
+  name: string,
+  count: number,
+  timeoutMs = 30_000,
+): Promise<Consumed[]> {
+  const partitions = (await withAdmin(kafkaFor(env), (admin) => admin.fetchTopicOffsets(name))).map(
+    (p) => p.partition,
+  );
   const marker = `${END_MARKER}${randomBytes(6).toString("hex")}`;
   const markedPartitions = new Set<number>();
   let markerPlaced = false;
@@ -118,7 +133,7 @@ export async function consumeAll(
   const out: Consumed[] = [];
   await consumer.connect();
   try {
-    await consumer.subscribe({ topic: topic(env, name), fromBeginning: true });
+    await consumer.subscribe({ topic: name, fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () =>
@@ -132,10 +147,10 @@ export async function consumeAll(
       const check = () => {
         if (!markerPlaced && out.length >= count) {
           markerPlaced = true;
-          produce(
+          produceTo(
             env,
-            partitions.map((partition) => ({ key: marker, value: null, partition })),
             name,
+            partitions.map((partition) => ({ key: marker, value: null, partition })),
           ).catch(reject);
         }
         if (markedPartitions.size === partitions.length) {
