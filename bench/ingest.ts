@@ -47,6 +47,9 @@ export interface IngestRun {
   peakRssMb: number;
   /** This process's user + system CPU seconds from worker start to the end (the bench's polling included). */
   cpuSeconds: number;
+  /** Bytes (key and value) of the raw messages processed and of the state changelog committed. */
+  inputBytes: number;
+  changelogBytes: number;
   worker: IngestWorker;
 }
 
@@ -182,6 +185,8 @@ export async function runIngest(env: Env, count: number): Promise<IngestRun> {
     meanBatchWriteMs: writes.mean * 1000,
     peakRssMb: peakRss / 2 ** 20,
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    inputBytes: (await metrics.inputBytes.get()).values[0]?.value ?? 0,
+    changelogBytes: (await metrics.changelogBytes.get()).values[0]?.value ?? 0,
     worker,
   };
 }

@@ -205,6 +205,12 @@ async function main(): Promise<void> {
         `mean ${ms(ingest.meanBatchWriteMs)} per batch from start to InfluxDB write done (commit not included)`,
       ],
       [
+        "1 ingest",
+        "state changelog ÷ input",
+        ratio(ingest.changelogBytes, ingest.inputBytes),
+        `${int(ingest.changelogBytes)} changelog bytes committed for ${int(ingest.inputBytes)} bytes of raw messages (keys and values)`,
+      ],
+      [
         "2 limits",
         "Kafka consume-only",
         `${int(limits.kafkaReadingsPerSecond)} readings/s`,

@@ -53,6 +53,16 @@ export class IngestMetrics {
     help: "Closed windows published",
     registers: [this.registry],
   });
+  readonly inputBytes = new Counter({
+    name: "ingest_input_bytes_total",
+    help: "Bytes (key and value) of the raw messages processed",
+    registers: [this.registry],
+  });
+  readonly changelogBytes = new Counter({
+    name: "ingest_changelog_bytes_total",
+    help: "Bytes (key and value) of state changelog records committed",
+    registers: [this.registry],
+  });
   readonly writeRetries = new Counter({
     name: "ingest_influx_write_retries_total",
     help: "InfluxDB write attempts that failed and were retried",

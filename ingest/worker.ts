@@ -482,6 +482,11 @@ export class IngestWorker {
     if (!current()) return;
     const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
     const messages = task.unseen(batch.messages);
+    if (this.options.metrics !== undefined) {
+      let bytes = 0;
+      for (const m of messages) bytes += (m.key?.length ?? 0) + (m.value?.length ?? 0);
+      this.options.metrics.inputBytes.inc(bytes);
+    }
     if (messages.length === 0) {
       resolveOffset(batch.lastOffset());
       return;
@@ -650,10 +655,13 @@ export class IngestWorker {
   }
 
   private changelog(partition: number, task: PartitionTask): TopicMessages {
-    return {
-      topic: this.topics.state,
-      messages: task.takeChangelog().map((e) => ({ key: e.key, value: e.value, partition })),
-    };
+    let bytes = 0;
+    const messages = task.takeChangelog().map((e) => {
+      bytes += Buffer.byteLength(e.key) + (e.value === null ? 0 : Buffer.byteLength(e.value));
+      return { key: e.key, value: e.value, partition };
+    });
+    this.options.metrics?.changelogBytes.inc(bytes);
+    return { topic: this.topics.state, messages };
   }
 
   /**
