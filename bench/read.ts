@@ -351,7 +351,9 @@ export async function measureRead(
   const start = now - options.days * DAY;
   const figures: ReadFigure[] = [];
   let panels: DashboardBenchResult[] = [];
-  if (options.only === undefined || "dashboards".includes(options.only)) {
+  // The dashboards go last: right after a load InfluxDB is still compacting what it was sent.
+  const dashboards = async () => {
+    if (options.only !== undefined && !"dashboards".includes(options.only)) return;
     process.stderr.write("[bench read] every dashboard query\n");
     const config = influxConfig(fleet);
     panels = await benchDashboards({
@@ -362,7 +364,7 @@ export async function measureRead(
       field: "temperature",
       iterations: options.iterations,
     });
-  }
+  };
   const api = await startApi(fleet);
   const manyApi = await startApi(many);
   try {
@@ -606,7 +608,10 @@ export async function measureRead(
         })),
       );
     }
-    if (options.only !== undefined && !"refused".includes(options.only)) return { figures, panels };
+    if (options.only !== undefined && !"refused".includes(options.only)) {
+      await dashboards();
+      return { figures, panels };
+    }
     // A request over the limits: refused from the catalogue before any query.
     const t0 = performance.now();
     const refused = await fetch(
@@ -628,5 +633,6 @@ export async function measureRead(
     await api.close();
     await manyApi.close();
   }
+  await dashboards();
   return { figures, panels };
 }
