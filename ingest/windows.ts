@@ -44,6 +44,9 @@ export interface Window {
   tagsTime: number;
   /** How often the window has been emitted: 0 while open, 1 once closed, more once revised. */
   emitted: number;
+  /** Its key among the sensor's windows, and its changelog key (after the prefix): made once. */
+  key?: string;
+  stateKey?: string;
 }
 
 /** The seed's window message on sensor-readings-aggregated. */
@@ -107,6 +110,8 @@ interface StoredWindow {
 export class WindowStore {
   /** Windows by sensor, then by `<size><SEP><start>`. */
   private readonly windows = new Map<string, Map<string, Window>>();
+  /** Per sensor, the window of each tier its latest reading went to (a cache of `windows`). */
+  private readonly latest = new Map<string, Window[]>();
   private readonly clocks = new Map<string, SensorClock>();
   private readonly dirtyWindows = new Set<string>();
   private readonly dirtySensors = new Set<string>();
@@ -161,14 +166,28 @@ export class WindowStore {
       clock.time = time;
       this.advance(sensorId, mine, clock, emit);
     }
-    for (const sizeMs of this.config.tiersMs) {
+    // The window of each tier the sensor's last reading went to: most readings go to the same ones,
+    // found without making their keys again.
+    let latest = this.latest.get(sensorId);
+    if (latest === undefined) {
+      latest = [];
+      this.latest.set(sensorId, latest);
+    }
+    const tiers = this.config.tiersMs;
+    for (let tier = 0; tier < tiers.length; tier++) {
+      const sizeMs = tiers[tier] as number;
       const start = windowStart(time, sizeMs);
-      const key = `${sizeMs}${SEP}${start}`;
-      let w = mine.get(key);
-      if (w === undefined) {
-        w = { sensorId, sizeMs, start, fields: {}, tags, tagsTime: time, emitted: 0 };
-        mine.set(key, w);
-        this.count++;
+      let w = latest[tier];
+      if (w === undefined || w.start !== start || w.key === undefined || mine.get(w.key) !== w) {
+        const key = `${sizeMs}${SEP}${start}`;
+        w = mine.get(key);
+        if (w === undefined) {
+          w = { sensorId, sizeMs, start, fields: {}, tags, tagsTime: time, emitted: 0 };
+          mine.set(key, w);
+          this.count++;
+        }
+        w.key = key;
+        latest[tier] = w;
       }
       for (const field in fields) {
         const value = fields[field] as number;
@@ -180,7 +199,8 @@ export class WindowStore {
         w.tags = tags;
         w.tagsTime = time;
       }
-      this.dirtyWindows.add(sensorId + SEP + key);
+      w.stateKey ??= sensorId + SEP + w.key;
+      this.dirtyWindows.add(w.stateKey);
       if (w.emitted > 0) {
         w.emitted++;
         emit(w);
@@ -255,8 +275,10 @@ export class WindowStore {
         }
         if (silent >= idleMs + revisionMs) this.drop(sensorId, mine, key, w, clock);
       }
-      if (mine.size === 0) this.windows.delete(sensorId);
-      else this.idle.set(sensorId, clock.seen + idleMs + revisionMs);
+      if (mine.size === 0) {
+        this.windows.delete(sensorId);
+        this.latest.delete(sensorId);
+      } else this.idle.set(sensorId, clock.seen + idleMs + revisionMs);
     }
   }
 
@@ -287,6 +309,7 @@ export class WindowStore {
       }
     }
     this.windows.delete(sensorId);
+    this.latest.delete(sensorId);
     this.clocks.delete(sensorId);
     this.idle.delete(sensorId);
     this.dirtySensors.add(sensorId);
