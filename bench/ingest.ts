@@ -91,7 +91,7 @@ function histogramMean(histogram: IngestMetrics["batchSize"]): Promise<{ count: 
 }
 
 /** Rules the worker evaluates during the run, one per kind of condition, over every sensor. */
-const BENCH_RULES: AlertRuleInput[] = [
+export const BENCH_RULES: AlertRuleInput[] = [
   { name: "hot", condition: { type: "threshold", op: "above", value: 24 }, for: "5s", hysteresis: 0.5 },
   { name: "jumpy", condition: { type: "rate_of_change", per: "1s", op: "above", value: 5 } },
   { name: "spiky", condition: { type: "anomaly" }, resolve_after: "30s" },

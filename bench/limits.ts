@@ -7,8 +7,10 @@ import { randomBytes } from "node:crypto";
 import { influxConfig } from "../common/config.js";
 import { createInflux } from "../common/influx.js";
 import { parseReading } from "../common/reading.js";
+import type { AlertRule } from "../common/rules.js";
 import { ingestSettings } from "../ingest/config.js";
-import { PartitionTask } from "../ingest/partition-task.js";
+import { PartitionTask, type RuleSet } from "../ingest/partition-task.js";
+import { BENCH_RULES } from "./ingest.js";
 import { createBucket, type Env, kafkaFor, type Outgoing, progress, rawTopic } from "./support.js";
 
 export interface Limits {
@@ -63,22 +65,44 @@ async function kafkaConsumeOnly(env: Env, expected: number): Promise<number> {
   return expected / seconds;
 }
 
-/** The lines the worker writes for these messages (readings and anomaly flags), built up front. */
+/** The end-to-end run's rules as the worker holds them. */
+const BENCH_RULE_SET: RuleSet = {
+  version: 1,
+  rules: BENCH_RULES.map(
+    (r, i) =>
+      ({
+        ...r,
+        id: `bench-rule-${i}`,
+        version: 1,
+        created_at: "2026-01-01T00:00:00.000Z",
+        updated_at: "2026-01-01T00:00:00.000Z",
+      }) as AlertRule,
+  ),
+};
+
+/** The lines the worker writes for these messages (readings, anomaly flags, alerts), built up front. */
 function linesFor(
   env: Env,
   messages: Outgoing[],
   batchSize: number,
 ): { lines: string[]; cpuSeconds: number } {
-  const task = new PartitionTask(ingestSettings(env).task);
+  const settings = ingestSettings(env);
+  const task = new PartitionTask(settings.task);
   const input = messages.map((m) => ({ value: Buffer.from(m.value) }));
   const lines: string[] = [];
   const now = Date.now();
   const started = performance.now();
+  // The changelog is taken as the worker takes it under a backlog: once per commit interval.
+  let committed = started;
   for (let i = 0; i < input.length; i += batchSize) {
-    const out = task.process(input.slice(i, i + batchSize), now);
+    const out = task.process(input.slice(i, i + batchSize), now, BENCH_RULE_SET);
     for (const l of out.lines) lines.push(l.line);
-    task.takeChangelog();
+    if (performance.now() - committed >= (settings.commitIntervalMs ?? 0)) {
+      task.takeChangelog();
+      committed = performance.now();
+    }
   }
+  task.takeChangelog();
   return { lines, cpuSeconds: (performance.now() - started) / 1000 };
 }
 

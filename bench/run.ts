@@ -226,7 +226,7 @@ async function main(): Promise<void> {
         "2 limits",
         "worker CPU only",
         `${int(limits.cpuReadingsPerSecond)} readings/s`,
-        "PartitionTask.process (parse, detect, window, line protocol) + changelog, one thread, no I/O",
+        "PartitionTask.process (parse, detect, window, the 5 rules, line protocol) + changelog once per commit interval, one thread, no I/O",
       ],
       [
         "2 limits",
