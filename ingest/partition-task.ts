@@ -143,6 +143,8 @@ export class PartitionTask {
   private expiryStale = false;
   private readonly ttlMs: number;
   private readonly dirty = new Set<string>();
+  /** Alert states changed since the last changelog, and each state's changelog key. */
+  private readonly dirtyAlerts = new Set<AlertState>();
   private readonly alertKeys = new WeakMap<AlertState, string>();
 
   /** `partition` labels the rollup progress this task writes. */
@@ -412,18 +414,10 @@ export class PartitionTask {
       state = newAlertState(rule);
       byRule.set(sensorId, state);
     }
-    this.dirty.add(this.alertKey(state, rule.id, sensorId));
+    // The state object itself is marked (no key made per reading); its key is made once.
+    if (!this.alertKeys.has(state)) this.alertKeys.set(state, `a${SEP}${rule.id}${SEP}${sensorId}`);
+    this.dirtyAlerts.add(state);
     return state;
-  }
-
-  /** An alert state's changelog key, made once per state (it is marked dirty on every reading). */
-  private alertKey(state: AlertState, ruleId: string, sensorId: string): string {
-    let key = this.alertKeys.get(state);
-    if (key === undefined) {
-      key = `a${SEP}${ruleId}${SEP}${sensorId}`;
-      this.alertKeys.set(state, key);
-    }
-    return key;
   }
 
   private emit(t: Transition, out: BatchOutput, source: number): void {
@@ -519,6 +513,16 @@ export class PartitionTask {
   /** The state entries changed since the last call, as compacted-topic records. */
   takeChangelog(): ChangelogEntry[] {
     const entries: ChangelogEntry[] = [];
+    // Alert states marked by readings; one that is no longer its rule's and sensor's state (dropped
+    // or replaced since) is left to the key-marked entries below, which write what holds now.
+    for (const state of this.dirtyAlerts) {
+      const key = this.alertKeys.get(state) as string;
+      if (this.dirty.has(key)) continue;
+      const [, ruleId = "", sensorId = ""] = key.split(SEP);
+      if (this.alerts.get(ruleId)?.get(sensorId) === state)
+        entries.push({ key, value: JSON.stringify(state) });
+    }
+    this.dirtyAlerts.clear();
     for (const key of this.dirty) {
       if (key === META_KEY) {
         entries.push({
