@@ -112,6 +112,33 @@ export async function load(
   return { readings, seconds: (Date.now() - began) / 1000 };
 }
 
+/**
+ * Waits until InfluxDB has settled what it was sent: its write cache written out to TSM files and no
+ * compaction running or queued, three polls in a row (its /metrics). A store still compacting a load
+ * answers queries seconds slower now and then. Says how long it took, or that it did not settle.
+ */
+export async function settled(env: Env, timeoutMs = 15 * MIN): Promise<string> {
+  const began = Date.now();
+  let quiet = 0;
+  while (Date.now() - began < timeoutMs) {
+    const text = await (await fetch(`${influxConfig(env).url}/metrics`)).text();
+    let busy = 0;
+    for (const line of text.split("\n")) {
+      if (/^storage_(cache_inuse_bytes|compactions_active|compactions_queued)[{ ]/.test(line)) {
+        busy += Number(line.slice(line.lastIndexOf(" ") + 1)) || 0;
+      }
+    }
+    quiet = busy === 0 ? quiet + 1 : 0;
+    if (quiet === 3)
+      return `InfluxDB settled (cache written out, no compaction) ${((Date.now() - began) / 1000).toFixed(0)} s after the load`;
+    process.stderr.write(
+      `\r[bench read] waiting for InfluxDB to settle the load (${((Date.now() - began) / 1000).toFixed(0)} s)   `,
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return `InfluxDB had not settled ${timeoutMs / 1000} s after the load (cache or compactions still busy); measured anyway`;
+}
+
 async function waitCommitted(env: Env, expected: number): Promise<void> {
   const kafka = kafkaFor(env);
   for (;;) {
@@ -329,11 +356,13 @@ export async function runRead(
   process.stderr.write(`\n[bench read] loading 10,000 sensors × 1 hour, one reading per 10 min\n`);
   const loadedMany = await load(many, 10_000, now - HOUR, now, 10 * MIN);
   process.stderr.write("\n");
+  const settledIn = await settled(fleet);
   return {
     ...(await measureRead(fleet, many, now, options)),
     loaded: [
       `${loadedFleet.readings.toLocaleString("en-US")} readings (${options.sensors} sensors × ${options.days} days) in ${loadedFleet.seconds.toFixed(0)} s`,
       `${loadedMany.readings.toLocaleString("en-US")} readings (10,000 sensors × 1 hour) in ${loadedMany.seconds.toFixed(0)} s`,
+      settledIn,
     ],
   };
 }

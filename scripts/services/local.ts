@@ -306,6 +306,9 @@ export class LocalInflux extends LocalService {
       // Query memory defaults are unbounded; keep a test or dev machine responsive.
       "--query-concurrency=16",
       "--query-queue-size=64",
+      // Write the in-memory cache to TSM files 30 s after writes stop (default 10 min), so a store
+      // that was just loaded settles (snapshot, then level compactions) before it is measured.
+      "--storage-cache-snapshot-write-cold-duration=30s",
     ]);
     await waitFor(
       `InfluxDB on port ${this.port}`,
