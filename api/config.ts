@@ -50,7 +50,7 @@ export function apiSettings(env: Env = process.env): ApiSettings {
     maxRangeMs: num(env, "API_MAX_RANGE_DAYS", 31, { min: 1 / 24, max: 3660 }) * 86_400_000,
     maxPoints: num(env, "API_MAX_POINTS", 100_000, { min: 100, max: 10_000_000, integer: true }),
     maxRawPoints: num(env, "API_MAX_RAW_POINTS", 5_000_000, { min: 1000, max: 1_000_000_000, integer: true }),
-    catalogueRefreshMs: num(env, "API_CATALOGUE_REFRESH_MS", 30_000, {
+    catalogueRefreshMs: num(env, "API_CATALOGUE_REFRESH_MS", 300_000, {
       min: 0,
       max: 86_400_000,
       integer: true,
