@@ -16,7 +16,7 @@
  */
 import { Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { and, anyOf, eq, lit, read } from "../common/flux-shapes.js";
+import { and, anyOf, eq, lit, rawPoints, seriesAggregate } from "../common/flux-shapes.js";
 import type { FluxRunner } from "./influx-query.js";
 import { epochMs } from "./params.js";
 import { unprocessable } from "./problem.js";
@@ -137,13 +137,15 @@ export async function keysetPage(
   // 1. Locate: each series' first (last) point of the probe field in the range.
   const firsts = await runner.columns(
     `${name}_locate`,
-    read({
-      bucket: lit.str(q.bucket),
-      start: lit.time(from),
-      stop: lit.time(to),
-      where: and(measurement, eq("_field", lit.str(q.probeField)), q.where),
-      aggregate: desc ? "last()" : "first()",
-    }),
+    seriesAggregate(
+      {
+        bucket: lit.str(q.bucket),
+        start: lit.time(from),
+        stop: lit.time(to),
+        where: and(measurement, eq("_field", lit.str(q.probeField)), q.where),
+      },
+      desc ? "last" : "first",
+    ),
     ["_time", ...q.keys],
   );
   if (firsts.length === 0) return { points: [], nextCursor: null };
@@ -159,7 +161,8 @@ export async function keysetPage(
   const tagAt = q.keys.indexOf(q.seriesTag);
   const rows = await runner.columns(
     `${name}_fetch`,
-    read({
+    // A series holds at most one point at the cursor's time: limit+2 points cover limit+1 beyond it.
+    `${rawPoints({
       bucket: lit.str(q.bucket),
       start: lit.time(desc ? bound : from),
       stop: lit.time(desc ? to : bound + 1),
@@ -170,9 +173,7 @@ export async function keysetPage(
         byKeys ? anyOf(q.seriesTag, [...new Set(within.map((s) => s.k[tagAt] as string))]) : "",
         q.where,
       ),
-      // A series holds at most one point at the cursor's time: limit+2 points cover limit+1 beyond it.
-      aggregate: `${desc ? "tail" : "limit"}(n: ${q.limit + 2})`,
-    }),
+    })}\n  |> ${desc ? "tail" : "limit"}(n: ${q.limit + 2})`,
     ["_time", "_field", "_value", ...q.keys],
   );
   const points = new Map<string, EventPoint>();

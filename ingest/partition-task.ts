@@ -116,6 +116,9 @@ export function emptyBatchOutput(): BatchOutput {
 
 const SEP = "\u001f";
 const NO_ANOMALIES: Anomaly[] = [];
+const ALERT_KEY = `a${SEP}`;
+/** The changelog key of the alert state of a rule and sensor. */
+const alertStateKey = (ruleId: string, sensorId: string) => `${ALERT_KEY}${ruleId}${SEP}${sensorId}`;
 const META_KEY = "meta";
 const DETECTOR_KEY = `d${SEP}`;
 /** State-TTL timer keys: a sensor (its clock's `seen`); a field's detector key stands for itself. */
@@ -314,7 +317,7 @@ export class PartitionTask {
         if (state === undefined || state.status === "firing") continue;
         if (this.deadmen.has(`${ruleId}${SEP}${sensorId}`)) continue;
         byRule.delete(sensorId);
-        this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+        this.dirty.add(alertStateKey(ruleId, sensorId));
         if (byRule.size === 0) this.alerts.delete(ruleId);
       }
     }
@@ -415,7 +418,7 @@ export class PartitionTask {
       byRule.set(sensorId, state);
     }
     // The state object itself is marked (no key made per reading); its key is made once.
-    if (!this.alertKeys.has(state)) this.alertKeys.set(state, `a${SEP}${rule.id}${SEP}${sensorId}`);
+    if (!this.alertKeys.has(state)) this.alertKeys.set(state, alertStateKey(rule.id, sensorId));
     this.dirtyAlerts.add(state);
     return state;
   }
@@ -455,7 +458,7 @@ export class PartitionTask {
       if (rule === undefined || state === undefined) continue;
       const transition = checkDeadmanByClock(rule, sensorId, state, now);
       if (transition) {
-        this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+        this.dirty.add(alertStateKey(ruleId, sensorId));
         this.emit(transition, out, 0);
       } else this.scheduleDeadman(rule, sensorId, state);
     }
@@ -478,11 +481,11 @@ export class PartitionTask {
         const at = rules.changedAt?.get(ruleId) ?? now;
         const change = applyRuleChange(ruleId, rule, disabled.has(ruleId), sensorId, state, at);
         if (change.transition !== undefined) {
-          this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+          this.dirty.add(alertStateKey(ruleId, sensorId));
           this.emit(change.transition, out, source);
         }
         if (change.drop) {
-          this.dirty.add(`a${SEP}${ruleId}${SEP}${sensorId}`);
+          this.dirty.add(alertStateKey(ruleId, sensorId));
           byRule.delete(sensorId);
         }
       }
@@ -532,7 +535,7 @@ export class PartitionTask {
       } else if (key.startsWith(DETECTOR_KEY)) {
         const state = this.detectors.get(key);
         entries.push({ key, value: state === undefined ? null : JSON.stringify(state) });
-      } else if (key.startsWith(`a${SEP}`)) {
+      } else if (key.startsWith(ALERT_KEY)) {
         const [, ruleId = "", sensorId = ""] = key.split(SEP);
         const state = this.alerts.get(ruleId)?.get(sensorId);
         entries.push({ key, value: state === undefined ? null : JSON.stringify(state) });
@@ -555,7 +558,7 @@ export class PartitionTask {
     } else if (key.startsWith(`d${SEP}`)) {
       if (value === null) this.detectors.delete(key);
       else this.detectors.set(key, JSON.parse(value) as FieldState);
-    } else if (key.startsWith(`a${SEP}`)) {
+    } else if (key.startsWith(ALERT_KEY)) {
       const [, ruleId = "", sensorId = ""] = key.split(SEP);
       if (value === null) this.alerts.get(ruleId)?.delete(sensorId);
       else {
