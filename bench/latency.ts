@@ -1,12 +1,18 @@
 /**
- * End-to-end latency at a fixed moderate rate, with the worker running: readings go out in small
- * timed chunks, every chunk with its own event time (its produce time), and a poller asks InfluxDB
- * how many readings each pending event time has. A chunk counts as visible when the answer holding
- * all of it arrives; its latency is that moment minus the moment it was handed to the producer.
+ * End-to-end latency at a fixed moderate rate, with the worker running: readings of the ingest run's
+ * simulated fleet go out in small timed chunks, every chunk with its own event time (its produce
+ * time), and a poller asks InfluxDB which pending event times it holds for one probe sensor per
+ * partition. A chunk counts as visible when the answer holding every probe's reading of it arrives
+ * (a chunk's readings of one partition are one record batch, written together); its latency is that
+ * moment minus the moment it was handed to the producer. At the end every reading of every chunk
+ * must be in InfluxDB.
  */
+import { Partitioners } from "kafkajs";
 import { influxConfig } from "../common/config.js";
 import { createInflux } from "../common/influx.js";
+import { withAdmin } from "../common/kafka.js";
 import { MEASUREMENTS } from "../common/topics.js";
+import { DEFAULT_SIMULATION, simulate } from "../ingest/simulation.js";
 import { SENSORS } from "./ingest.js";
 import { type Env, iso, kafkaFor, percentile, progress, rawTopic, sleep } from "./support.js";
 
@@ -39,6 +45,20 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
   const perChunk = Math.max(1, Math.round((rate * CHUNK_MS) / 1000));
   const chunkCount = Math.max(1, Math.round((seconds * 1000) / CHUNK_MS));
   const sends: Promise<unknown>[] = [];
+  // The ingest run's fleet (a random walk per sensor, 1 % anomalies), one reading per sensor and
+  // CHUNK_MS; each chunk's event time is when it is produced.
+  const fleet = [
+    ...simulate({
+      ...DEFAULT_SIMULATION,
+      sensors: SENSORS,
+      count: perChunk * chunkCount,
+      startTime: 0,
+      intervalMs: CHUNK_MS,
+    }),
+  ].map((m) => {
+    const r = JSON.parse(m.value) as { sensor_id: string; temperature: number };
+    return { sensor: r.sensor_id, temperature: r.temperature };
+  });
   let polls = 0;
   let producing = true;
 
@@ -49,11 +69,10 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
       const producedAt = Date.now();
       const eventTime = Math.max(producedAt, (chunks.at(-1)?.eventTime ?? 0) + 1);
       const messages = Array.from({ length: perChunk }, (_, i) => {
-        const sensor = `sensor_${((c * perChunk + i) % SENSORS) + 1}`;
-        const temperature = Math.round((20 + Math.sin(c + i)) * 100) / 100;
+        const { sensor, temperature } = fleet[c * perChunk + i] as (typeof fleet)[number];
         return {
           key: sensor,
-          value: JSON.stringify({ sensor_id: sensor, temperature, timestamp: eventTime }),
+          value: `{"sensor_id":"${sensor}","temperature":${temperature},"timestamp":${eventTime}}`,
         };
       });
       chunks.push({ eventTime, size: perChunk, producedAt });
@@ -62,6 +81,12 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
     producing = false;
   };
 
+  // One probe sensor per partition: a chunk's readings of one partition are one record batch,
+  // fetched, processed and written together, so when every probe's reading of a chunk is visible,
+  // all of the chunk is. Asking for 6 series instead of the fleet keeps the poller's own load on
+  // InfluxDB small (a whole-fleet count costs 70 ms per pending chunk, and more as chunks pile up).
+  const probes = await probeSensors(env);
+  const probeFilter = probes.map((p) => `r.sensor_id == "${p}"`).join(" or ");
   const watch = async () => {
     const deadline = Date.now() + seconds * 1000 + 60_000;
     while (Date.now() < deadline) {
@@ -73,19 +98,21 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
       }
       const from = (pending[0] as Chunk).eventTime;
       const to = (pending.at(-1) as Chunk).eventTime + 1;
-      const rows = await query.collectRows<{ _time: string; _value: number }>(
+      const rows = await query.collectRows<{ _time: string }>(
         `from(bucket: "${config.bucket}")
   |> range(start: ${iso(from)}, stop: ${iso(to)})
-  |> filter(fn: (r) => r._measurement == "${MEASUREMENTS.readings}" and r._field == "temperature")
-  |> group(columns: ["_time"])
-  |> count()`,
+  |> filter(fn: (r) => r._measurement == "${MEASUREMENTS.readings}" and r._field == "temperature" and (${probeFilter}))
+  |> keep(columns: ["_time", "sensor_id"])`,
       );
       const answeredAt = Date.now();
       polls++;
-      const counts = new Map(rows.map((r) => [Date.parse(r._time), r._value]));
-      for (const c of pending) if ((counts.get(c.eventTime) ?? 0) >= c.size) c.visibleAt = answeredAt;
-      const seen = chunks.length - pending.length;
-      onProgress(`${seen}/${chunkCount} chunks visible`);
+      const seen = new Map<number, number>();
+      for (const r of rows) {
+        const t = Date.parse(r._time);
+        seen.set(t, (seen.get(t) ?? 0) + 1);
+      }
+      for (const c of pending) if ((seen.get(c.eventTime) ?? 0) >= probes.length) c.visibleAt = answeredAt;
+      onProgress(`${chunks.length - pending.length}/${chunkCount} chunks visible`);
       await sleep(20);
     }
   };
@@ -97,7 +124,39 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
   } finally {
     await producer.disconnect();
   }
+  // Every reading of every chunk, not only the probes', must be stored.
+  const first = (chunks[0] as Chunk).eventTime;
+  const stored = await query.collectRows<{ _value: number }>(
+    `from(bucket: "${config.bucket}")
+  |> range(start: ${iso(first)}, stop: ${iso((chunks.at(-1) as Chunk).eventTime + 1)})
+  |> filter(fn: (r) => r._measurement == "${MEASUREMENTS.readings}" and r._field == "temperature")
+  |> count()
+  |> group()
+  |> sum()`,
+  );
+  const expected = chunks.length * perChunk;
+  if ((stored[0]?._value ?? 0) !== expected) {
+    throw new Error(`InfluxDB holds ${stored[0]?._value ?? 0} of the ${expected} readings produced`);
+  }
   return { chunks, perChunk, polls, elapsedMs: Date.now() - started };
+}
+
+/** For each partition of the raw topic, the first sensor whose key the default partitioner puts there. */
+async function probeSensors(env: Env): Promise<string[]> {
+  const topic = rawTopic(env);
+  const metadata = await withAdmin(kafkaFor(env), (admin) => admin.fetchTopicMetadata({ topics: [topic] }));
+  const partitionMetadata = metadata.topics[0]?.partitions ?? [];
+  const partitioner = Partitioners.DefaultPartitioner();
+  const probes = new Map<number, string>();
+  for (let i = 1; i <= SENSORS && probes.size < partitionMetadata.length; i++) {
+    const sensor = `sensor_${i}`;
+    const partition = partitioner({ topic, partitionMetadata, message: { key: sensor, value: null } });
+    if (!probes.has(partition)) probes.set(partition, sensor);
+  }
+  if (probes.size !== partitionMetadata.length) {
+    throw new Error(`no probe sensor for ${partitionMetadata.length - probes.size} partitions of ${topic}`);
+  }
+  return [...probes.values()];
 }
 
 export async function runLatency(env: Env, rate = 2000, seconds = 15): Promise<LatencyRun> {

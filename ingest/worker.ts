@@ -1,30 +1,36 @@
 /**
  * The ingest worker: a kafkajs consumer group over sensor-readings-raw, and its lifecycle.
  *
- * Per partition batch: decode/validate → detect → window (PartitionTask) → write readings and
- * anomalies to InfluxDB (InfluxWriter: held and retried until stored) → one Kafka transaction that
- * publishes dead letters, late readings, closed windows and the state changelog and commits the
- * consumed offsets (TransactionalProducers). Output messages are built by ./outputs.ts; state is
+ * Per partition batch, in the consumer: decode/validate → detect → window (PartitionTask), then the
+ * result goes to the partition's pipeline (./partition-pipeline.ts) and the consumer fetches on:
+ * the pipeline writes readings and anomalies to InfluxDB (InfluxWriter: held and retried until
+ * stored), in order, and behind the writes runs one Kafka transaction per commit point that
+ * publishes dead letters, late readings, alerts, closed windows and the state changelog and commits
+ * the consumed offsets (TransactionalProducers). So batch N+1 is processed while batch N is written,
+ * and a write never waits for a transaction. Output messages are built by ./outputs.ts; state is
  * rebuilt from the changelog by ./restore.ts.
  *
- * Why a transaction per batch: the offsets, the emitted windows and the detector/window state then
- * move together, so after a crash the worker resumes from a state that matches its offsets exactly
- * and a replay produces the same points (InfluxDB point identity is deterministic) and the same
- * flags. Under a backlog, written batches are held and committed together at most every
- * commitIntervalMs (the same guarantee: nothing of them is in Kafka until their one commit, and a
- * crash before it replays them all), which cuts transactions and changelog bytes.
+ * Why transactions: the offsets, the emitted windows and the detector/window state move together,
+ * so after a crash the worker resumes from a state that matches its offsets exactly and a replay
+ * produces the same points (InfluxDB point identity is deterministic) and the same flags. A batch
+ * that reaches the partition's end is a commit point; under a backlog, batches share one at most
+ * every commitIntervalMs (nothing of them is in Kafka until that commit, and a crash before it
+ * replays them all), which cuts transactions and changelog bytes.
  *
  * Never silently stopped: kafkajs restarts its consumer only after retriable errors; after any
  * other (a fenced producer, a zombie commit, a message the broker refuses) it leaves the group and
  * stays idle while the process lives on. Here every crash drops all producers and partition state,
- * and a consumer that kafkajs does not restart is replaced by a new one, which resumes from the
- * committed offsets. `ready` is false while no consumer is in the group.
+ * and a consumer that kafkajs does not restart, or whose pipeline failed to write or commit, is
+ * replaced by a new one, which resumes from the committed offsets. `ready` is false while no
+ * consumer is in the group.
  *
  * kafkajs traps avoided: no pause()/resume() (re-delivery and stuck resume, kafkajs#1376/#1641) —
- * an outage simply holds the batch while heartbeating (#375); a batch whose partition was taken
- * away or whose heartbeat failed is abandoned, never committed (#1046; kafkajs's own isStale()
- * does not notice a rebalance); a partition is never in two batches at once, and its state's own
- * offset drops anything already applied, so a batch is never handled twice (#1764).
+ * an outage holds the pipeline, whose back-pressure holds the consumer while it heartbeats (#375);
+ * a batch whose partition was taken away or whose heartbeat failed is never processed, and a
+ * pipeline commits only while its partition and task are still this consumer's (#1046; kafkajs's
+ * own isStale() does not notice a rebalance), a later owner fencing it in any case; a partition is
+ * never in two batches at once, and its state's own offset drops anything already applied, so a
+ * batch is never handled twice (#1764).
  */
 import type { Logger } from "pino";
 import { Registry } from "prom-client";
@@ -39,16 +45,18 @@ import {
   ensureTopics,
   type Kafka,
   type KafkaMessage,
+  type Message,
   maxMessageBytes,
   withAdmin,
 } from "../common/kafka.js";
 import { type AlertRule, parseStoredRule } from "../common/rules.js";
 import { changelogTopic, MEASUREMENTS, topicName } from "../common/topics.js";
-import { CONFIGURATION_CAUSES, InfluxWriter, type RejectedLine, WriteAbandoned } from "./influx-writer.js";
+import { CONFIGURATION_CAUSES, InfluxWriter, WriteAbandoned } from "./influx-writer.js";
 import { escapeMeasurement } from "./line-protocol.js";
 import type { IngestMetrics } from "./metrics.js";
 import { payloadOf, WebhookNotifier } from "./notifier.js";
 import { deadLetterMessage, lateMessage, uniqueBySource } from "./outputs.js";
+import { PartitionPipeline } from "./partition-pipeline.js";
 import type { BatchOutput, PartitionTask, RuleSet, TaskConfig } from "./partition-task.js";
 import { restorePartitions } from "./restore.js";
 import { isRetriableStartupError, startupBackoffMs } from "./startup.js";
@@ -77,21 +85,16 @@ export interface WorkerOptions {
   commitIntervalMs?: number;
 }
 
-/** Batches of a partition stored in InfluxDB but not yet committed to Kafka. */
-interface Held {
-  /** The task they were processed by: a held batch belongs to that state only. */
-  task: Promise<PartitionTask>;
-  /** When the first of them was processed. */
-  since: number;
-  outputs: TopicMessages[];
-  transitions: BatchOutput["transitions"];
-  /** The offset after the last of them. */
-  nextOffset: string;
-}
-
 const READINGS_PREFIX = `${escapeMeasurement(MEASUREMENTS.readings)},`;
 /** How often owned partitions are checked for due wall-clock timers and rule changes. */
 const TICK_INTERVAL_MS = 250;
+/**
+ * Processed batches (or ticks) of a partition that may wait for their InfluxDB write: with one being
+ * written and one more processed, the consumer waits before processing a third.
+ */
+const MAX_UNWRITTEN = 2;
+/** Longest a caught-up partition's processed batches wait for a commit (see commitDue). */
+const CAUGHT_UP_COMMIT_MS = 1000;
 /**
  * After a restore, or a batch that left the partition behind its end, silence is not silence yet:
  * the partition's timers wait this long for the next batch (longer than a fetch's 1 s wait).
@@ -116,6 +119,14 @@ async function afterWriteFaultPoint(partition: number, nextOffset: string, runni
   });
   process.stdout.write(`FAULT_POINT after-write partition=${partition} next-offset=${nextOffset}\n`);
   while (running() && !released) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** A partition's pipeline found the partition taken away before a commit. */
+class PartitionLeft extends Error {
+  override name = "PartitionLeft";
+  constructor(partition: number) {
+    super(`partition ${partition} is no longer this worker's`);
+  }
 }
 
 export class IngestWorker {
@@ -144,15 +155,12 @@ export class IngestWorker {
   private rebuildTimer: NodeJS.Timeout | undefined;
   private rebuildDelayMs = REBUILD_BACKOFF_MS.initial;
   private tickTimer: NodeJS.Timeout | undefined;
-  /** Partitions with a batch or a tick in flight: never both at once. */
-  private readonly busy = new Set<number>();
-  private readonly ticks = new Map<number, Promise<void>>();
   /** Restored tasks by their promise in `tasks`, for the tick (which never waits for a restore). */
   private readonly restored = new WeakMap<Promise<PartitionTask>, PartitionTask>();
   /** Wall-clock time before which a partition's timers do not fire (see SETTLE_MS). */
   private readonly settleUntil = new Map<number, number>();
-  /** Per partition, batches written to InfluxDB whose outputs and offsets await one commit. */
-  private readonly held = new Map<number, Held>();
+  /** Per partition, the write-then-commit path of its current task (see ./partition-pipeline.ts). */
+  private readonly pipelines = new Map<number, PartitionPipeline>();
   /** Largest dead-letter or late message the broker takes (the topics' max.message.bytes). */
   private forwardLimit = 1024 * 1024;
 
@@ -226,8 +234,7 @@ export class IngestWorker {
     this.running = false;
     clearTimeout(this.rebuildTimer);
     clearInterval(this.tickTimer);
-    await Promise.all([...this.ticks.values()]);
-    await this.commitHeldBeforeLeaving();
+    await this.drainBeforeLeaving();
     // disconnect() waits for the batch in flight to finish (and commit) before leaving the group.
     await this.consumer?.disconnect();
     this.setConsuming(false);
@@ -259,7 +266,8 @@ export class IngestWorker {
       // Partitions that stay keep their state; the others' state and producers go. One that comes
       // back later is restored again from the changelog with a freshly fenced producer.
       for (const partition of this.tasks.keys()) if (!assigned.has(partition)) this.tasks.delete(partition);
-      for (const partition of this.held.keys()) if (!assigned.has(partition)) this.held.delete(partition);
+      for (const partition of this.pipelines.keys())
+        if (!assigned.has(partition)) this.pipelines.delete(partition);
       void this.producers.retain(assigned);
       this.assigned = assigned;
       this.rebuildDelayMs = REBUILD_BACKOFF_MS.initial;
@@ -291,8 +299,7 @@ export class IngestWorker {
       // Each partition has its own task, state and transactional producer, so partitions can be
       // processed side by side: one's CPU work overlaps another's InfluxDB write.
       partitionsConsumedConcurrently: this.options.partitionConcurrency ?? 1,
-      eachBatch: (payload) =>
-        this.serialised(payload.batch.partition, () => this.handleBatch(consumer, payload)),
+      eachBatch: (payload) => this.handleBatch(consumer, payload),
     });
   }
 
@@ -320,7 +327,7 @@ export class IngestWorker {
   private dropAllPartitions(): void {
     this.setConsuming(false);
     this.tasks.clear();
-    this.held.clear();
+    this.pipelines.clear();
     this.assigned = new Set();
     void this.producers.dropAll();
   }
@@ -347,22 +354,11 @@ export class IngestWorker {
     return this.ruleSet;
   }
 
-  /** Runs a batch of `partition` once no tick of it is in flight, and keeps ticks out meanwhile. */
-  private async serialised(partition: number, work: () => Promise<void>): Promise<void> {
-    for (let tick = this.ticks.get(partition); tick !== undefined; tick = this.ticks.get(partition))
-      await tick;
-    this.busy.add(partition);
-    try {
-      await work();
-    } finally {
-      this.busy.delete(partition);
-    }
-  }
-
   /**
    * The worker's timer: every owned, settled partition whose task has a wall-clock deadline due
-   * (idle windows) or has not yet seen the current rule set gets a tick, committed like a batch:
-   * InfluxDB write, then one Kafka transaction with the outputs and the changelog (no offsets).
+   * (idle windows), has not yet seen the current rule set, or has processed batches waiting longer
+   * than the commit interval for a commit point gets a tick: processed now, then written and
+   * committed behind the partition's batches like one.
    */
   private tickAll(): void {
     const consumer = this.consumer;
@@ -371,81 +367,47 @@ export class IngestWorker {
     const rules = this.currentRules();
     for (const [partition, pending] of this.tasks) {
       const task = this.restored.get(pending);
-      if (task === undefined || this.busy.has(partition) || !this.assigned.has(partition)) continue;
+      if (task === undefined || !this.assigned.has(partition)) continue;
       if ((this.settleUntil.get(partition) ?? 0) > now) continue;
+      const pipeline = this.pipelineFor(consumer, partition, pending);
+      if (pipeline.failed || pipeline.backlog >= MAX_UNWRITTEN) continue;
       const due = task.nextDeadline();
-      // Batches held for a shared commit that no later batch came to commit.
-      const held = this.held.get(partition);
-      const heldDue =
-        held !== undefined &&
-        held.task === pending &&
-        performance.now() - held.since >= (this.options.commitIntervalMs ?? 0);
-      if (!task.rulesChanged(rules) && (due === undefined || due > now) && !heldDue) continue;
-      this.busy.add(partition);
-      const run = this.runTick(consumer, partition, pending, task, now, rules).finally(() => {
-        this.busy.delete(partition);
-        this.ticks.delete(partition);
+      // Processed batches that no later batch came to commit.
+      const openDue = pipeline.openSince !== undefined && this.commitDue(pipeline, true);
+      if (!task.rulesChanged(rules) && (due === undefined || due > now) && !openDue) continue;
+      const out = task.tick(now, rules);
+      const outputs = this.outputs(partition, [], out);
+      const nothing = out.lines.length === 0 && outputs.every((o) => o.messages.length === 0);
+      // Its state changes then go with the partition's next commit.
+      if (nothing && pipeline.openSince === undefined) continue;
+      pipeline.push({
+        lines: out.lines,
+        written: (rejected) => {
+          for (const line of rejected) {
+            this.options.logger.error(
+              { partition, line: line.line, status: line.status },
+              "InfluxDB refused a line of a timer tick",
+            );
+          }
+          return { outputs, transitions: out.transitions };
+        },
+        commit: { changelog: this.changelog(partition, task), offset: pipeline.processedOffset },
       });
-      this.ticks.set(partition, run);
     }
   }
 
-  private async runTick(
-    consumer: Consumer,
-    partition: number,
-    pending: Promise<PartitionTask>,
-    task: PartitionTask,
-    now: number,
-    rules: RuleSet,
-  ): Promise<void> {
-    const owned = () =>
-      this.consumer === consumer &&
-      this.running &&
-      this.assigned.has(partition) &&
-      this.tasks.get(partition) === pending;
-    const out = task.tick(now, rules);
-    // From here the state may be ahead of what Kafka holds: any way out but a commit drops it.
-    try {
-      const outputs = this.outputs(partition, [], out);
-      const held = this.held.get(partition);
-      if (out.lines.length === 0 && outputs.every((o) => o.messages.length === 0) && held === undefined)
-        return;
-      const rejected = await this.writer.write(out.lines, {
-        heartbeat: async () => {},
-        shouldContinue: owned,
-        onRetry: (attempt, delayMs, _error, failure) => {
-          this.options.metrics?.writeRetries.inc();
-          this.options.logger.warn(
-            { attempt, delayMs, error: failure.message, partition },
-            "InfluxDB write of a timer tick failed; retrying",
-          );
-        },
-      });
-      for (const line of rejected) {
-        this.options.logger.error(
-          { partition, line: line.line, status: line.status },
-          "InfluxDB refused a line of a timer tick",
-        );
-      }
-      if (!owned()) {
-        this.tasks.delete(partition);
-        return;
-      }
-      // Batches held for a shared commit go with the tick's outputs (the changelog the tick
-      // commits includes their effects, so their offsets must commit with it).
-      if (held !== undefined && held.task === pending) {
-        await this.commitHeld(partition, this.hold(partition, pending, outputs, out, held.nextOffset), task);
-      } else {
-        await this.producers.commit(partition, [...outputs, this.changelog(partition, task)]);
-        this.notifier.notify(out.transitions);
-      }
-    } catch (err) {
-      this.tasks.delete(partition);
-      this.options.logger.warn(
-        { partition, error: (err as Error).message },
-        "timer tick not committed; the partition's state is restored again",
-      );
-    }
+  /**
+   * Whether the batches processed since the pipeline's last commit point (the one just processed
+   * included) are due for one. Batches share a commit: fewer transactions, and a state key changed
+   * by several batches goes to the changelog once. With a backlog, at most every commit interval; a
+   * partition that has caught up commits sooner (CAUGHT_UP_COMMIT_MS), so its windows and alerts
+   * reach Kafka quickly without a changelog record per key for every small batch.
+   */
+  private commitDue(pipeline: PartitionPipeline, caughtUp: boolean): boolean {
+    const interval = this.options.commitIntervalMs ?? 0;
+    const wait = caughtUp ? Math.min(interval, CAUGHT_UP_COMMIT_MS) : interval;
+    const now = performance.now();
+    return now - (pipeline.openSince ?? now) >= wait;
   }
 
   private async handleBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
@@ -454,7 +416,7 @@ export class IngestWorker {
     if (batch.isEmpty()) return;
     const started = performance.now();
     // A failed heartbeat means a rebalance is under way: the partition may be someone else's by
-    // the time this batch would commit, so the batch is abandoned (the next owner replays it).
+    // the time this batch would be processed, so it is left to whoever owns it next.
     let heartbeatFailed = false;
     const beat = async () => {
       try {
@@ -467,19 +429,21 @@ export class IngestWorker {
     const pending = this.taskFor(partition);
     // The task check catches a partition that left and came back while this batch was in flight:
     // another owner may have processed it meanwhile.
-    // Still this partition's owner: its batch may be committed (also while stopping: a stop
-    // finishes the batch in flight and commits it).
-    const owned = () =>
+    const current = () =>
+      this.running &&
+      isRunning() &&
       this.consumer === consumer &&
       !isStale() &&
       !heartbeatFailed &&
       this.assigned.has(partition) &&
       this.tasks.get(partition) === pending;
-    // Worth starting or retrying work for: owned, and neither the worker nor the consumer stopping.
-    const current = () => this.running && isRunning() && owned();
 
     const task = await this.whileHeartbeating(pending, beat);
     if (!current()) return;
+    const pipeline = this.pipelineFor(consumer, partition, pending);
+    // Back-pressure: at most MAX_UNWRITTEN processed batches wait for InfluxDB.
+    await this.whileHeartbeating(pipeline.room(MAX_UNWRITTEN), beat);
+    if (!current() || pipeline.failed) return;
     const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
     const messages = task.unseen(batch.messages);
     if (this.options.metrics !== undefined) {
@@ -493,78 +457,127 @@ export class IngestWorker {
     }
     const out = task.process(messages, Date.now(), this.currentRules());
     task.advanceTo(BigInt(nextOffset));
-    // From here the state is ahead of the committed offsets: any way out but a commit drops it.
-    let rejected: RejectedLine[];
-    try {
-      rejected = await this.writer.write(out.lines, {
-        heartbeat: beat,
-        shouldContinue: current,
-        onRetry: (attempt, delayMs, _error, failure) => {
-          this.options.metrics?.writeRetries.inc();
-          const cause = failure.action === "retry" ? failure.cause : "rejected";
-          this.options.metrics?.writeFailures.inc({ cause });
-          const context = { attempt, delayMs, cause, error: failure.message, partition };
-          if (CONFIGURATION_CAUSES.has(cause as never)) {
-            this.options.logger.error(
-              context,
-              "InfluxDB refuses the worker's writes (token, permissions, org or bucket): holding the offsets and retrying",
-            );
-          } else {
-            this.options.logger.warn(context, "InfluxDB write failed; holding the offsets and retrying");
-          }
-        },
-      });
-      for (const line of rejected) {
-        out.deadLetters.push({
-          index: line.source,
-          reason: "influx_rejected",
-          detail: `${line.status}: ${line.message}`.slice(0, 500),
+    pipeline.processedOffset = nextOffset;
+    const lag = Number(BigInt(batch.highWatermark) - BigInt(nextOffset));
+    const commitPoint = !this.running || this.commitDue(pipeline, lag <= 0);
+    pipeline.push({
+      lines: out.lines,
+      offset: nextOffset,
+      written: (rejected) => {
+        for (const line of rejected) {
+          out.deadLetters.push({
+            index: line.source,
+            reason: "influx_rejected",
+            detail: `${line.status}: ${line.message}`.slice(0, 500),
+          });
+        }
+        const rejectedReadings = new Set(
+          rejected.filter((l) => l.line.startsWith(READINGS_PREFIX)).map((l) => l.source),
+        ).size;
+        this.options.metrics?.recordBatch({
+          partition,
+          messages: messages.length,
+          readings: out.readings - rejectedReadings,
+          anomalies: out.anomalies,
+          deadLetters: uniqueBySource(out.deadLetters).length,
+          late: out.late.length,
+          windows: out.windows.length,
+          writeMs: performance.now() - started,
+          lag,
         });
-      }
-      await afterWriteFaultPoint(partition, nextOffset, () => this.running);
-      const writeMs = performance.now() - started;
+        return { outputs: this.outputs(partition, messages, out), transitions: out.transitions };
+      },
+      commit: commitPoint ? { changelog: this.changelog(partition, task), offset: nextOffset } : undefined,
+    });
+    resolveOffset(batch.lastOffset());
+    this.settleUntil.set(partition, lag > 0 ? Date.now() + SETTLE_MS : 0);
+  }
 
-      // After the write, before the commit.
-      if (!owned()) {
-        // The partition was taken away while we wrote: the new owner replays it; the points we
-        // wrote are identical to the ones it will write.
-        this.tasks.delete(partition);
-        return;
-      }
-      const lag = Number(BigInt(batch.highWatermark) - BigInt(nextOffset));
-      const held = this.hold(partition, pending, this.outputs(partition, messages, out), out, nextOffset);
-      // With a backlog, batches share a commit: fewer transactions, and a state key changed by
-      // several batches goes to the changelog once. The last batch of the backlog commits at once.
-      const commitNow =
-        lag <= 0 ||
-        !this.running ||
-        !isRunning() ||
-        performance.now() - held.since >= (this.options.commitIntervalMs ?? 0);
-      if (commitNow) await this.commitHeld(partition, held, task);
-      resolveOffset(batch.lastOffset());
-      this.settleUntil.set(partition, lag > 0 ? Date.now() + SETTLE_MS : 0);
-      const rejectedReadings = new Set(
-        rejected.filter((l) => l.line.startsWith(READINGS_PREFIX)).map((l) => l.source),
-      ).size;
-      this.options.metrics?.recordBatch({
-        partition,
-        messages: messages.length,
-        readings: out.readings - rejectedReadings,
-        anomalies: out.anomalies,
-        deadLetters: uniqueBySource(out.deadLetters).length,
-        late: out.late.length,
-        windows: out.windows.length,
-        writeMs,
-        lag,
-      });
-    } catch (err) {
-      this.tasks.delete(partition);
-      if (err instanceof WriteAbandoned) {
-        this.options.logger.warn({ partition }, "stopping with an unwritten batch; it will be reprocessed");
-        return;
-      }
-      throw err;
+  /**
+   * The partition's pipeline for its current task. Its writes go on while the partition is this
+   * consumer's and the task its current one. A failure while that still holds is the consumer's
+   * (its fetch position is past what was committed): the consumer is rebuilt and resumes from the
+   * committed offsets.
+   */
+  private pipelineFor(
+    consumer: Consumer,
+    partition: number,
+    pending: Promise<PartitionTask>,
+  ): PartitionPipeline {
+    const existing = this.pipelines.get(partition);
+    if (existing !== undefined && existing.task === pending) return existing;
+    const owned = () =>
+      this.consumer === consumer && this.assigned.has(partition) && this.tasks.get(partition) === pending;
+    const pipeline: PartitionPipeline = new PartitionPipeline(pending, {
+      write: (lines) =>
+        this.writer.write(lines, {
+          // The consumer heartbeats on its own between fetches: a write holds no batch open.
+          heartbeat: async () => {},
+          shouldContinue: () => this.running && owned(),
+          onRetry: (attempt, delayMs, _error, failure) => {
+            this.options.metrics?.writeRetries.inc();
+            const cause = failure.action === "retry" ? failure.cause : "rejected";
+            this.options.metrics?.writeFailures.inc({ cause });
+            const context = { attempt, delayMs, cause, error: failure.message, partition };
+            if (CONFIGURATION_CAUSES.has(cause as never)) {
+              this.options.logger.error(
+                context,
+                "InfluxDB refuses the worker's writes (token, permissions, org or bucket): holding the offsets and retrying",
+              );
+            } else {
+              this.options.logger.warn(context, "InfluxDB write failed; holding the offsets and retrying");
+            }
+          },
+        }),
+      afterWrite: (offset) => afterWriteFaultPoint(partition, offset, () => this.running),
+      commit: async (outputs, changelog, offset) => {
+        // Taken away while it was written: the new owner replays it (the points are identical).
+        if (!owned()) throw new PartitionLeft(partition);
+        let bytes = 0;
+        for (const m of changelog) {
+          bytes += Buffer.byteLength(m.key as string);
+          if (typeof m.value === "string") bytes += Buffer.byteLength(m.value);
+        }
+        await this.producers.commit(
+          partition,
+          [...outputs, { topic: this.topics.state, messages: changelog }],
+          offset === undefined
+            ? undefined
+            : { groupId: this.options.groupId, topic: this.topics.raw, offset },
+        );
+        this.options.metrics?.changelogBytes.inc(bytes);
+      },
+      committed: (transitions) => this.notifier.notify(transitions),
+      failed: (err) => this.pipelineFailed(consumer, partition, pipeline, err, owned()),
+    });
+    this.pipelines.set(partition, pipeline);
+    return pipeline;
+  }
+
+  private pipelineFailed(
+    consumer: Consumer,
+    partition: number,
+    pipeline: PartitionPipeline,
+    err: unknown,
+    owned: boolean,
+  ): void {
+    if (this.tasks.get(partition) === pipeline.task) this.tasks.delete(partition);
+    if (this.pipelines.get(partition) === pipeline) this.pipelines.delete(partition);
+    if (err instanceof PartitionLeft || err instanceof WriteAbandoned || !this.running || !owned) {
+      this.options.logger.info(
+        { partition, reason: (err as Error).message },
+        "uncommitted batches left to be reprocessed by whoever owns the partition next",
+      );
+      return;
     }
+    this.options.logger.error(
+      { partition, error: (err as Error).message, name: (err as Error).name },
+      "could not write or commit a batch; rebuilding the consumer to resume from the committed offsets",
+    );
+    if (this.consumer !== consumer) return;
+    this.dropAllPartitions();
+    this.options.metrics?.consumerRestarts.inc({ by: "worker" });
+    this.scheduleRebuild(consumer);
   }
 
   /** What a batch (or tick) publishes besides the changelog: dead letters, late readings, alerts, windows. */
@@ -593,75 +606,25 @@ export class IngestWorker {
   }
 
   /**
-   * On stop, while the partitions are still this worker's: held batches of partitions with no batch
-   * in flight are committed (one in flight commits its partition's as it ends).
+   * On stop, while the partitions are still this worker's: processed batches not yet at a commit
+   * point get one, and every pipeline is written and committed (or fails and is replayed later).
    */
-  private async commitHeldBeforeLeaving(): Promise<void> {
-    await Promise.all(
-      [...this.held].map(async ([partition, held]) => {
-        const task = this.restored.get(held.task);
-        if (task === undefined || this.busy.has(partition) || this.tasks.get(partition) !== held.task) return;
-        this.busy.add(partition);
-        try {
-          await this.commitHeld(partition, held, task);
-        } catch (err) {
-          this.tasks.delete(partition);
-          this.options.logger.warn(
-            { partition, error: (err as Error).message },
-            "held batches not committed on stop; they will be reprocessed",
-          );
-        } finally {
-          this.busy.delete(partition);
-        }
-      }),
-    );
-  }
-
-  /** Adds a written batch's outputs to the partition's held ones (a held set of another task is void). */
-  private hold(
-    partition: number,
-    task: Promise<PartitionTask>,
-    outputs: TopicMessages[],
-    out: BatchOutput,
-    nextOffset: string,
-  ): Held {
-    let held = this.held.get(partition);
-    if (held === undefined || held.task !== task) {
-      held = { task, since: performance.now(), outputs: [], transitions: [], nextOffset };
-      this.held.set(partition, held);
+  private async drainBeforeLeaving(): Promise<void> {
+    for (const [partition, pipeline] of this.pipelines) {
+      const task = this.restored.get(pipeline.task as Promise<PartitionTask>);
+      if (task === undefined || pipeline.failed || pipeline.openSince === undefined) continue;
+      pipeline.push({
+        lines: [],
+        written: () => ({ outputs: [], transitions: [] }),
+        commit: { changelog: this.changelog(partition, task), offset: pipeline.processedOffset },
+      });
     }
-    for (const o of outputs) {
-      const same = held.outputs.find((h) => h.topic === o.topic);
-      if (same === undefined) held.outputs.push({ topic: o.topic, messages: [...o.messages] });
-      else same.messages.push(...o.messages);
-    }
-    held.transitions.push(...out.transitions);
-    held.nextOffset = nextOffset;
-    return held;
+    await Promise.all([...this.pipelines.values()].map((p) => p.drained()));
   }
 
-  /**
-   * Commits the held batches of `partition` in one transaction with the changelog of everything
-   * they changed and their offsets, then tells the webhooks of their transitions.
-   */
-  private async commitHeld(partition: number, held: Held, task: PartitionTask): Promise<void> {
-    this.held.delete(partition);
-    await this.producers.commit(partition, [...held.outputs, this.changelog(partition, task)], {
-      groupId: this.options.groupId,
-      topic: this.topics.raw,
-      offset: held.nextOffset,
-    });
-    this.notifier.notify(held.transitions);
-  }
-
-  private changelog(partition: number, task: PartitionTask): TopicMessages {
-    let bytes = 0;
-    const messages = task.takeChangelog().map((e) => {
-      bytes += Buffer.byteLength(e.key) + (e.value === null ? 0 : Buffer.byteLength(e.value));
-      return { key: e.key, value: e.value, partition };
-    });
-    this.options.metrics?.changelogBytes.inc(bytes);
-    return { topic: this.topics.state, messages };
+  /** The state entries changed since the last commit point, as changelog records of `partition`. */
+  private changelog(partition: number, task: PartitionTask): Message[] {
+    return task.takeChangelog().map((e) => ({ key: e.key, value: e.value, partition }));
   }
 
   /**
