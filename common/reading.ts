@@ -71,14 +71,34 @@ export const SENSOR_ID_RULE = `1-${MAX_SENSOR_ID_BYTES} bytes of printable UTF-8
 
 const encoder = new TextEncoder();
 
+/**
+ * Strings already found valid (sensor ids, keys): a fleet repeats the same few thousand in every
+ * message, so each is checked once, not once per reading. Emptied when full.
+ */
+class KnownValid {
+  private readonly seen = new Set<string>();
+  constructor(private readonly capacity: number) {}
+  has(text: string): boolean {
+    return this.seen.has(text);
+  }
+  add(text: string): void {
+    if (this.seen.size >= this.capacity) this.seen.clear();
+    this.seen.add(text);
+  }
+}
+const VALID_SENSOR_IDS = new KnownValid(100_000);
+const VALID_KEYS = new KnownValid(10_000);
+
 /** Why `id` is not a valid sensor id, or undefined when it is. */
 export function sensorIdProblem(id: unknown): string | undefined {
   if (typeof id !== "string" || id.length === 0)
     return `sensor_id must be a non-empty string, got ${JSON.stringify(id)?.slice(0, 80) ?? typeName(id)}`;
+  if (VALID_SENSOR_IDS.has(id)) return undefined;
   const bytes = encoder.encode(id).length;
   if (bytes > MAX_SENSOR_ID_BYTES || !SENSOR_ID_PATTERN.test(id)) {
     return `sensor_id ${JSON.stringify(id.slice(0, 80))} is not valid (${bytes} bytes): ${SENSOR_ID_RULE}`;
   }
+  VALID_SENSOR_IDS.add(id);
   return undefined;
 }
 export const KEY_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
@@ -215,13 +235,16 @@ export function parseReading(
   for (const key in obj) {
     if (key === "sensor_id" || key === "timestamp") continue;
     const value = obj[key];
-    if (!KEY_PATTERN.test(key)) {
-      return fail(
-        "invalid_key",
-        `key ${JSON.stringify(key.slice(0, 80))} is not valid: 1-64 characters of A-Z a-z 0-9 _, starting with a letter`,
-      );
+    if (!VALID_KEYS.has(key)) {
+      if (!KEY_PATTERN.test(key)) {
+        return fail(
+          "invalid_key",
+          `key ${JSON.stringify(key.slice(0, 80))} is not valid: 1-64 characters of A-Z a-z 0-9 _, starting with a letter`,
+        );
+      }
+      if (RESERVED_KEYS.has(key)) return fail("reserved_key", `key ${JSON.stringify(key)} is reserved`);
+      VALID_KEYS.add(key);
     }
-    if (RESERVED_KEYS.has(key)) return fail("reserved_key", `key ${JSON.stringify(key)} is reserved`);
     if (typeof value === "number") {
       if (!Number.isFinite(value)) return fail("non_finite_field", `field ${key} is not a finite number`);
       if (Math.abs(value) > MAX_FIELD_MAGNITUDE) {

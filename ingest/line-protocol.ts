@@ -13,12 +13,21 @@ const TAG_ESCAPE = /[,= ]/g;
 const MEASUREMENT_ESCAPE = /[, ]/g;
 const STRING_FIELD_ESCAPE = /["\\]/g;
 
+/** True when `text` holds none of `,` `=` and space (`withEquals` false: none of `,` and space). */
+function plain(text: string, withEquals: boolean): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 44 || c === 32 || (withEquals && c === 61)) return false;
+  }
+  return true;
+}
+
 export function escapeTag(text: string): string {
-  return text.replace(TAG_ESCAPE, "\\$&");
+  return plain(text, true) ? text : text.replace(TAG_ESCAPE, "\\$&");
 }
 
 export function escapeMeasurement(text: string): string {
-  return text.replace(MEASUREMENT_ESCAPE, "\\$&");
+  return plain(text, false) ? text : text.replace(MEASUREMENT_ESCAPE, "\\$&");
 }
 
 export function stringField(text: string): string {
@@ -48,6 +57,52 @@ export function pointLine(
     if (value === undefined || value === "") continue;
     line += `,${escapeTag(key)}=${escapeTag(value)}`;
   }
+  return withFields(line, measurement, fields, timeMs);
+}
+
+/**
+ * The same line as pointLine(measurement, { ...tags, [key]: value }, fields, timeMs), without
+ * building the merged tag object (a reading's line: its tags plus sensor_id). `key` must not be a
+ * key of `tags`.
+ */
+export function pointLineWith(
+  measurement: string,
+  key: string,
+  value: string,
+  tags: Record<string, string>,
+  fields: Record<string, FieldValue>,
+  timeMs: number,
+): string {
+  let line = escapeMeasurement(measurement);
+  let pending = value === "" ? undefined : `,${escapeTag(key)}=${escapeTag(value)}`;
+  let sorted: string[] | undefined;
+  for (const k in tags) {
+    sorted ??= [];
+    sorted.push(k);
+  }
+  if (sorted !== undefined) {
+    sorted.sort();
+    for (const k of sorted) {
+      const v = tags[k];
+      if (v === undefined || v === "") continue;
+      if (pending !== undefined && key < k) {
+        line += pending;
+        pending = undefined;
+      }
+      line += `,${escapeTag(k)}=${escapeTag(v)}`;
+    }
+  }
+  if (pending !== undefined) line += pending;
+  return withFields(line, measurement, fields, timeMs);
+}
+
+function withFields(
+  head: string,
+  measurement: string,
+  fields: Record<string, FieldValue>,
+  timeMs: number,
+): string {
+  let line = head;
   let sep = " ";
   for (const key in fields) {
     const value = fields[key];

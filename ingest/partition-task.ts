@@ -27,7 +27,7 @@ import {
   newFieldState,
 } from "./detectors.js";
 import type { TaggedLine } from "./influx-writer.js";
-import { pointLine } from "./line-protocol.js";
+import { pointLine, pointLineWith } from "./line-protocol.js";
 import { TimerQueue } from "./timers.js";
 import {
   SENSOR_KEY,
@@ -124,6 +124,12 @@ const DETECTOR_KEY = `d${SEP}`;
 /** State-TTL timer keys: a sensor (its clock's `seen`); a field's detector key stands for itself. */
 const SENSOR_TTL_KEY = `s${SEP}`;
 
+/** A sensor's TTL key and its fields' detector keys. */
+interface SensorKeys {
+  ttl: string;
+  detectors: Record<string, string>;
+}
+
 export class PartitionTask {
   private maxEventTime = Number.NEGATIVE_INFINITY;
   /**
@@ -149,6 +155,7 @@ export class PartitionTask {
   /** Alert states changed since the last changelog, and each state's changelog key. */
   private readonly dirtyAlerts = new Set<AlertState>();
   private readonly alertKeys = new WeakMap<AlertState, string>();
+  private readonly sensorKeys = new Map<string, SensorKeys>();
 
   /** `partition` labels the rollup progress this task writes. */
   constructor(
@@ -179,14 +186,19 @@ export class PartitionTask {
       const { sensorId, time, fields, tags } = parsed.reading;
       out.readings++;
       out.lines.push({
-        line: pointLine(MEASUREMENTS.readings, { ...tags, sensor_id: sensorId }, fields, time),
+        line: pointLineWith(MEASUREMENTS.readings, "sensor_id", sensorId, tags, fields, time),
         source: index,
       });
 
-      this.expiry.set(SENSOR_TTL_KEY + sensorId, now + this.ttlMs);
+      const keys = this.keysOf(sensorId);
+      this.expiry.set(keys.ttl, now + this.ttlMs);
       let flagged: Record<string, Anomaly[]> | undefined;
       for (const field in fields) {
-        const key = `${DETECTOR_KEY}${sensorId}${SEP}${field}`;
+        let key = keys.detectors[field];
+        if (key === undefined) {
+          key = `${DETECTOR_KEY}${sensorId}${SEP}${field}`;
+          keys.detectors[field] = key;
+        }
         let state = this.detectors.get(key);
         if (state === undefined) {
           state = newFieldState();
@@ -308,6 +320,7 @@ export class PartitionTask {
         this.expiry.set(key, seen + this.ttlMs);
         continue;
       }
+      this.sensorKeys.delete(sensorId);
       this.windows.forget(sensorId, (w) => {
         counted();
         this.emitWindow(w, out, 0);
@@ -404,6 +417,16 @@ export class PartitionTask {
         bucket: "1m",
       });
     }
+  }
+
+  /** The sensor's state keys, made once rather than concatenated (and hashed) for every reading. */
+  private keysOf(sensorId: string): SensorKeys {
+    let keys = this.sensorKeys.get(sensorId);
+    if (keys === undefined) {
+      keys = { ttl: SENSOR_TTL_KEY + sensorId, detectors: Object.create(null) as Record<string, string> };
+      this.sensorKeys.set(sensorId, keys);
+    }
+    return keys;
   }
 
   private alertState(rule: AlertRule, sensorId: string): AlertState {

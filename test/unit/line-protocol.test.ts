@@ -5,6 +5,7 @@ import {
   escapeTag,
   floatField,
   pointLine,
+  pointLineWith,
   stringField,
 } from "../../ingest/line-protocol.js";
 
@@ -78,6 +79,27 @@ describe("pointLine", () => {
     expect(() => pointLine("m", {}, { v: Number.NaN }, T)).toThrow(RangeError);
     expect(() => pointLine("m", {}, { v: Number.POSITIVE_INFINITY }, T)).toThrow(RangeError);
     expect(() => pointLine("m", { a: "b" }, {}, T)).toThrow(/no fields/);
+  });
+
+  it("pointLineWith gives the line of the merged tags, wherever the extra key sorts", () => {
+    const text = fc.string({
+      minLength: 0,
+      maxLength: 6,
+      unit: fc.constantFrom("a", "s", "_", ",", "=", " ", "z", "é"),
+    });
+    fc.assert(
+      fc.property(fc.dictionary(text, text, { maxKeys: 6 }), text, text, (tags, key, value) => {
+        fc.pre(!(key in tags));
+        const fields = { v: 1.5, "w x": 2 };
+        expect(pointLineWith("m m", key, value, tags, fields, T)).toBe(
+          pointLine("m m", { ...tags, [key]: value }, fields, T),
+        );
+      }),
+      { numRuns: 500 },
+    );
+    expect(pointLineWith("readings", "sensor_id", "s 1", {}, { temperature: 21.3 }, T)).toBe(
+      "readings,sensor_id=s\\ 1 temperature=21.3 1730000000000",
+    );
   });
 
   it("tag order in the input does not change the line", () => {
