@@ -1,5 +1,6 @@
 /**
- * End-to-end latency at a fixed moderate rate, with the worker running: readings of the ingest run's
+ * End-to-end latency at a fixed moderate rate, with the worker running as deployed (a child process,
+ * `node --import tsx ingest/main.ts`, resuming run 1's group and state): readings of the ingest run's
  * simulated fleet go out in small timed chunks, every chunk with its own event time (its produce
  * time), and a poller asks InfluxDB which pending event times it holds for one probe sensor per
  * partition. A chunk counts as visible when the answer holding every probe's reading of it arrives
@@ -13,6 +14,7 @@ import { createInflux } from "../common/influx.js";
 import { withAdmin } from "../common/kafka.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import { DEFAULT_SIMULATION, simulate } from "../ingest/simulation.js";
+import { until, withChildWorker } from "./child-worker.js";
 import { SENSORS } from "./ingest.js";
 import { type Env, iso, kafkaFor, percentile, progress, rawTopic, sleep } from "./support.js";
 
@@ -35,6 +37,7 @@ interface Chunk {
 }
 
 const CHUNK_MS = 100;
+const WARM_UP_SECONDS = 5;
 
 async function produceAndWatch(env: Env, rate: number, seconds: number, onProgress: (text: string) => void) {
   const config = influxConfig(env);
@@ -161,13 +164,39 @@ async function probeSensors(env: Env): Promise<string[]> {
 
 export async function runLatency(env: Env, rate = 2000, seconds = 15): Promise<LatencyRun> {
   const line = progress("3/5 latency");
-  // One chunk first: the first batch after the bulk load closes every open window, which is not
-  // what a steady stream costs.
-  await produceAndWatch(env, rate, CHUNK_MS / 1000, (t) => line.update(`warm-up: ${t}`));
-  const producedFor = Date.now();
-  const { chunks, perChunk, polls, elapsedMs } = await produceAndWatch(env, rate, seconds, (t) =>
-    line.update(`${rate} readings/s for ${seconds} s: ${t}`),
-  );
+  return withChildWorker(env, async (child) => {
+    line.update("worker starting");
+    await until(
+      "the worker joined its group",
+      () =>
+        withAdmin(kafkaFor(env), async (admin) => {
+          const { groups } = await admin.describeGroups([env.INGEST_GROUP_ID as string]);
+          return groups[0]?.state === "Stable";
+        }),
+      60_000,
+      child,
+    );
+    // The same stream for WARM_UP_SECONDS first, not measured: the worker's first batches restore
+    // its state and close every window the bulk load left open, and its code is not yet compiled
+    // hot; the bound is on a steady stream.
+    await produceAndWatch(env, rate, WARM_UP_SECONDS, (t) => line.update(`warm-up: ${t}`));
+    const producedFor = Date.now();
+    const { chunks, perChunk, polls, elapsedMs } = await produceAndWatch(env, rate, seconds, (t) =>
+      line.update(`${rate} readings/s for ${seconds} s: ${t}`),
+    );
+    return summary(chunks, perChunk, polls, elapsedMs, rate, producedFor, line);
+  });
+}
+
+function summary(
+  chunks: Chunk[],
+  perChunk: number,
+  polls: number,
+  elapsedMs: number,
+  rate: number,
+  producedFor: number,
+  line: ReturnType<typeof progress>,
+): LatencyRun {
   const latencies = chunks
     .filter((c) => c.visibleAt !== undefined)
     .map((c) => (c.visibleAt as number) - c.producedAt)

@@ -4,12 +4,11 @@
  * (VmHWM) while it replays run 1's topic under a new group, and idle in its group, then after it has
  * processed readings from 10000 distinct sensors.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
 import { kafkaConfig } from "../common/config.js";
 import { ensureTopics, withAdmin } from "../common/kafka.js";
 import { DEFAULT_SIMULATION, simulate } from "../ingest/simulation.js";
+import { residentOf, type Usage, until, withChildWorker } from "./child-worker.js";
 import {
   committedOffsets,
   type Env,
@@ -21,15 +20,8 @@ import {
   sleep,
 } from "./support.js";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const MEMORY_SENSORS = 10_000;
 const READINGS_PER_SENSOR = 3;
-
-interface Usage {
-  rssMb: number;
-  /** VmHWM: the peak resident set since the process started. */
-  hwmMb: number;
-}
 
 export interface MemoryRun {
   /** Messages the child worker replayed from run 1's raw topic, and its resident set then. */
@@ -41,56 +33,6 @@ export interface MemoryRun {
   idleRssMb: number;
   afterRssMb: number;
   peakRssMb: number;
-}
-
-/** A process's resident set now and at its peak (VmRSS, VmHWM), from /proc/<pid>/status. */
-export async function residentOf(pid: number): Promise<Usage> {
-  const text = await readFile(`/proc/${pid}/status`, "utf8");
-  const kb = (name: string) =>
-    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? Number.NaN);
-  return { rssMb: kb("VmRSS") / 1024, hwmMb: kb("VmHWM") / 1024 };
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number, child: ChildProcess) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the worker exited with ${child.exitCode} before ${what}`);
-    if (await check()) return;
-    await sleep(200);
-  }
-  throw new Error(`${what}: not reached within ${timeoutMs / 1000} s`);
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** The real worker as a child; `work` runs while it lives, with its pid; its stderr tail explains a failure. */
-async function withChildWorker<T>(
-  env: Env,
-  work: (child: ChildProcess, pid: number) => Promise<T>,
-): Promise<T> {
-  const child = spawn(process.execPath, ["--import", "tsx", "ingest/main.ts"], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let stderr = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-2000);
-  });
-  try {
-    return await work(child, child.pid as number);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; worker stderr: ${stderr.slice(-500)}`);
-  } finally {
-    await stopChild(child);
-  }
 }
 
 function untilCommitted(env: Env, count: number, child: ChildProcess, onProgress: (text: string) => void) {

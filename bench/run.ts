@@ -169,10 +169,11 @@ async function main(): Promise<void> {
       // worker idles meanwhile.
       limits = await runLimits(env, ingest.messages, ingest.meanBatchMessages);
       telegraf = await runTelegraf(env, ingest.distinct);
-      latency = await runLatency(env, LATENCY_RATE, LATENCY_SECONDS);
     } finally {
       await ingest.worker.stop();
     }
+    // The worker as deployed, in its own process, resuming run 1's group and state.
+    latency = await runLatency(env, LATENCY_RATE, LATENCY_SECONDS);
     const api = await runApi(env, ingest.start, ingest.stop);
     const memory = await runMemory(services.env as unknown as Env, env);
 

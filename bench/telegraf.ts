@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MEASUREMENTS } from "../common/topics.js";
 import { TELEGRAF_VERSION, telegrafBinary } from "../scripts/services/local.js";
-import { residentOf } from "./memory.js";
+import { residentOf } from "./child-worker.js";
 import { countReadings, createBucket, type Env, progress, rawTopic, sleep } from "./support.js";
 
 export interface TelegrafRun {

@@ -13,6 +13,12 @@ export interface Source {
 
 /** Bytes of keys, values and headers per transactional send; well below the 1 MiB default limit. */
 export const SEND_BYTES = 256 * 1024;
+/**
+ * Messages per transactional send: kafkajs groups a send's messages by partition in time quadratic
+ * in their number: one send of a 1,700-record changelog takes 8.5 ms of the event loop, seven sends of
+ * at most 250 take 3.7 ms.
+ */
+export const SEND_MESSAGES = 250;
 /** Record-batch framing around a message, generously counted. */
 const BATCH_OVERHEAD = 128;
 
@@ -31,14 +37,17 @@ function byteLength(v: string | Buffer | null | undefined): number {
   return typeof v === "string" ? Buffer.byteLength(v) : v.length;
 }
 
-/** Splits messages into consecutive runs of at most `limit` bytes (a larger message goes alone). */
-export function bySize(messages: Message[], limit = SEND_BYTES): Message[][] {
+/**
+ * Splits messages into consecutive runs of at most `limit` bytes (a larger message goes alone) and
+ * at most `count` messages.
+ */
+export function bySize(messages: Message[], limit = SEND_BYTES, count = SEND_MESSAGES): Message[][] {
   const chunks: Message[][] = [];
   let current: Message[] = [];
   let bytes = 0;
   for (const m of messages) {
     const size = sizeOf(m);
-    if (current.length > 0 && bytes + size > limit) {
+    if (current.length > 0 && (bytes + size > limit || current.length >= count)) {
       chunks.push(current);
       current = [];
       bytes = 0;

@@ -23,6 +23,8 @@ export interface RestoreRequest {
   task: TaskConfig;
   timeoutMs: number;
   logger: Logger;
+  /** Aborting ends the restore at once with the abort's reason (e.g. a marker could not be written). */
+  signal?: AbortSignal;
 }
 
 export class RestoreTimeout extends Error {
@@ -57,6 +59,8 @@ export async function restorePartitions(request: RestoreRequest): Promise<Map<nu
           ),
         request.timeoutMs,
       );
+      if (request.signal?.aborted) reject(request.signal.reason);
+      request.signal?.addEventListener("abort", () => reject(request.signal?.reason), { once: true });
       reader
         .subscribe({ topic: changelogTopic, fromBeginning: true })
         .then(() =>

@@ -70,11 +70,10 @@ export class TransactionalProducers {
   /**
    * Writes a marker with a fresh nonce to the changelog partition in a transaction of a freshly
    * initialised producer: any previous owner is fenced and its open transaction aborted, so the
-   * changelog is final up to the marker. Returns the nonce.
+   * changelog is final up to the marker. Returns the nonce (`nonce`, or a fresh one).
    */
-  async fence(partition: number, changelogTopic: string): Promise<string> {
+  async fence(partition: number, changelogTopic: string, nonce = randomUUID()): Promise<string> {
     await this.drop(partition);
-    const nonce = randomUUID();
     await this.commit(partition, [
       { topic: changelogTopic, messages: [{ key: MARKER_KEY, value: nonce, partition }] },
     ]);

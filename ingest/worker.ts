@@ -32,6 +32,7 @@
  * never in two batches at once, and its state's own offset drops anything already applied, so a
  * batch is never handled twice (#1764).
  */
+import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { Registry } from "prom-client";
 import { CompactedTable } from "../common/compacted-table.js";
@@ -459,7 +460,11 @@ export class IngestWorker {
     task.advanceTo(BigInt(nextOffset));
     pipeline.processedOffset = nextOffset;
     const lag = Number(BigInt(batch.highWatermark) - BigInt(nextOffset));
-    const commitPoint = !this.running || this.commitDue(pipeline, lag <= 0);
+    // The batch that ends a backlog commits at once (the backlog's last outputs and offsets wait for
+    // nothing more); a steady stream that keeps up commits on the clock (commitDue).
+    const endOfBacklog = lag <= 0 && pipeline.backlogged;
+    pipeline.backlogged = lag >= messages.length;
+    const commitPoint = !this.running || endOfBacklog || this.commitDue(pipeline, lag <= 0);
     pipeline.push({
       lines: out.lines,
       offset: nextOffset,
@@ -653,17 +658,31 @@ export class IngestWorker {
     return this.tasks.get(partition) as Promise<PartitionTask>;
   }
 
+  /**
+   * Fences the partitions' producers and reads their changelog side by side: the reader joins and
+   * reads while the markers are written, and stops at each partition's marker.
+   */
   private async restore(partitions: number[]): Promise<Map<number, PartitionTask>> {
-    const nonces = await Promise.all(partitions.map((p) => this.producers.fence(p, this.topics.state)));
-    return restorePartitions({
+    const markers = new Map(partitions.map((p) => [p, randomUUID()]));
+    const abort = new AbortController();
+    const restoring = restorePartitions({
       kafka: this.kafka,
       changelogTopic: this.topics.state,
       groupId: this.options.groupId,
-      markers: new Map(partitions.map((p, i) => [p, nonces[i] as string])),
+      markers,
       task: this.options.task,
       timeoutMs: this.options.restoreTimeoutMs ?? 120_000,
       logger: this.options.logger,
+      signal: abort.signal,
     });
+    try {
+      await Promise.all(partitions.map((p) => this.producers.fence(p, this.topics.state, markers.get(p))));
+    } catch (err) {
+      abort.abort(err);
+      await restoring.catch(() => {});
+      throw err;
+    }
+    return restoring;
   }
 
   private async whileHeartbeating<T>(work: Promise<T>, beat: () => Promise<void>): Promise<T> {
