@@ -156,6 +156,8 @@ export class PartitionTask {
   private readonly dirtyAlerts = new Set<AlertState>();
   private readonly alertKeys = new WeakMap<AlertState, string>();
   private readonly sensorKeys = new Map<string, SensorKeys>();
+  /** The rollup progress this task last wrote, per tier size (written again only when it moves). */
+  private readonly progressSent = new Map<number, number>();
 
   /** `partition` labels the rollup progress this task writes. */
   constructor(
@@ -406,6 +408,9 @@ export class PartitionTask {
     for (const [size, closed] of this.windows.closedThrough()) {
       const tier = tierByMs(size);
       if (tier === undefined || !Number.isFinite(closed)) continue;
+      // Readers take the latest point: one per change is enough (not one more write per batch).
+      if (this.progressSent.get(size) === closed) continue;
+      this.progressSent.set(size, closed);
       out.lines.push({
         line: pointLine(
           PROGRESS_MEASUREMENT,
