@@ -124,6 +124,9 @@ const DETECTOR_KEY = `d${SEP}`;
 /** State-TTL timer keys: a sensor (its clock's `seen`); a field's detector key stands for itself. */
 const SENSOR_TTL_KEY = `s${SEP}`;
 
+/** Longest the rollup progress goes unrevised while readings arrive and no window closes. */
+const PROGRESS_EVERY_MS = 1000;
+
 /** A sensor's TTL key and its fields' detector keys. */
 interface SensorKeys {
   ttl: string;
@@ -158,6 +161,8 @@ export class PartitionTask {
   private readonly sensorKeys = new Map<string, SensorKeys>();
   /** The rollup progress this task last wrote, per tier size (written again only when it moves). */
   private readonly progressSent = new Map<number, number>();
+  /** When the rollup progress was last worked out (the worker's clock). */
+  private progressAt = Number.NEGATIVE_INFINITY;
 
   /** `partition` labels the rollup progress this task writes. */
   constructor(
@@ -267,7 +272,10 @@ export class PartitionTask {
       }
       this.windows.add(sensorId, time, fields, tags, now, emit);
     }
-    if (out.readings > 0 || emitted > 0) this.emitProgress(out, Math.max(0, messages.length - 1), now);
+    // How far the windows are closed moves when windows close (emitted) and otherwise only with the
+    // sensors' clocks: worked out (a scan of every open window) at most once a second without one.
+    if (emitted > 0 || (out.readings > 0 && now - this.progressAt >= PROGRESS_EVERY_MS))
+      this.emitProgress(out, Math.max(0, messages.length - 1), now);
     return out;
   }
 
@@ -404,6 +412,7 @@ export class PartitionTask {
    * when a sensor sends old data).
    */
   private emitProgress(out: BatchOutput, source: number, now: number): void {
+    this.progressAt = now;
     const minute = Math.floor(now / 60_000) * 60_000;
     for (const [size, closed] of this.windows.closedThrough()) {
       const tier = tierByMs(size);
@@ -532,6 +541,9 @@ export class PartitionTask {
   /** Drops the messages this state already includes; `offsets` are the messages' Kafka offsets. */
   unseen<T extends { offset: string }>(messages: T[]): T[] {
     if (this.nextOffset < 0n) return messages;
+    // A batch's offsets ascend: usually its first is already new, and nothing is dropped.
+    const first = messages[0];
+    if (first === undefined || BigInt(first.offset) >= this.nextOffset) return messages;
     return messages.filter((m) => BigInt(m.offset) >= this.nextOffset);
   }
 

@@ -4,12 +4,14 @@
  * fresh nonce, written by the partition's newly fenced producer (TransactionalProducers.fence), ends
  * it: once the reader has seen the marker, everything any previous owner committed has been read.
  *
- * kafkajs has no manual partition assignment, so the reader is one short-lived consumer (its own
- * throwaway group, never committing) for the whole set; partitions outside the set are paused the
- * moment they show up, and each wanted partition is paused once its marker arrived.
+ * kafkajs has no manual partition assignment, so the reader is one short-lived consumer of its own
+ * throwaway group (never committing) whose partition assigner hands it exactly the wanted
+ * partitions: nothing of the other partitions' changelog is fetched. Each wanted partition is paused
+ * once its marker arrived.
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
+import { AssignerProtocol, type PartitionAssigner } from "kafkajs";
 import type { Kafka } from "../common/kafka.js";
 import { PartitionTask, type TaskConfig } from "./partition-task.js";
 import { MARKER_KEY } from "./transactions.js";
@@ -25,6 +27,35 @@ export interface RestoreRequest {
   logger: Logger;
   /** Aborting ends the restore at once with the abort's reason (e.g. a marker could not be written). */
   signal?: AbortSignal;
+  /** Told the changelog partition of every batch the reader fetched. */
+  onBatch?: (partition: number) => void;
+}
+
+/**
+ * A group assignment of `partitions` of `topic` only (the reader is its group's one member): the
+ * manual assignment kafkajs does not offer.
+ */
+export function onlyPartitions(topic: string, partitions: number[]): PartitionAssigner {
+  return () => ({
+    name: "RestoreOnlyAssigned",
+    version: 1,
+    async assign({ members }) {
+      return members.map(({ memberId }, i) => ({
+        memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({
+          version: 1,
+          assignment: i === 0 ? { [topic]: partitions } : {},
+          userData: Buffer.alloc(0),
+        }),
+      }));
+    },
+    protocol({ topics }) {
+      return {
+        name: "RestoreOnlyAssigned",
+        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }),
+      };
+    },
+  });
 }
 
 export class RestoreTimeout extends Error {
@@ -43,6 +74,7 @@ export async function restorePartitions(request: RestoreRequest): Promise<Map<nu
   const pending = new Set(markers.keys());
   const reader = kafka.consumer({
     groupId: `${request.groupId}-restore-${randomUUID()}`,
+    partitionAssigners: [onlyPartitions(changelogTopic, [...markers.keys()])],
     readUncommitted: false,
     maxWaitTimeInMs: 100,
   });
@@ -67,6 +99,7 @@ export async function restorePartitions(request: RestoreRequest): Promise<Map<nu
           reader.run({
             autoCommit: false,
             eachBatch: async ({ batch, pause }) => {
+              request.onBatch?.(batch.partition);
               const task = pending.has(batch.partition) ? tasks.get(batch.partition) : undefined;
               if (task === undefined) {
                 pause();

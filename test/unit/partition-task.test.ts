@@ -145,6 +145,24 @@ function hotRule(overrides: Partial<AlertRule> = {}): AlertRule {
 }
 
 describe("PartitionTask", () => {
+  it("writes the rollup progress when it moves: when windows close, else at most once a second", () => {
+    const task = new PartitionTask(CONFIG);
+    const progress = (out: BatchOutput) =>
+      out.lines.filter((l) => l.line.startsWith("rollup_progress,")).map((l) => l.line.split(" ")[1]);
+    const at = (t: number) => [message({ sensor_id: "sensor_1", temperature: 20, timestamp: t })];
+    expect(progress(task.process(at(MINUTE), NOW))).toHaveLength(2);
+    // The same second, no window closed: not worked out again.
+    expect(progress(task.process(at(MINUTE + 1_000), NOW + 500))).toEqual([]);
+    // A second later the stream time moved: the 1m tier's progress moved with it (1h's did not).
+    expect(progress(task.process(at(MINUTE + 2_000), NOW + 1_000))).toEqual([
+      `closed_through=${MINUTE}`,
+    ]);
+    // Within the same second again, but the 1m window closes: written at once.
+    const closing = task.process(at(MINUTE + 90_000), NOW + 1_100);
+    expect(closing.windows.length).toBeGreaterThan(0);
+    expect(progress(closing)).toEqual([`closed_through=${MINUTE + 60_000}`]);
+  });
+
   it("writes a readings line per reading and dead-letters the rest with their message index", () => {
     const task = new PartitionTask(CONFIG);
     const out = task.process(
