@@ -163,7 +163,6 @@ async function main(): Promise<void> {
     const env = await isolatedEnv(services.env as unknown as Env, "ingest");
     const ingest = await runIngest(env, readings);
     let limits: Awaited<ReturnType<typeof runLimits>>;
-    let latency: Awaited<ReturnType<typeof runLatency>>;
     let telegraf: TelegrafRun;
     try {
       // Limits and Telegraf before latency, so the raw topic holds exactly run 1's readings; the
@@ -174,7 +173,7 @@ async function main(): Promise<void> {
       await ingest.worker.stop();
     }
     // The worker as deployed, in its own process, resuming run 1's group and state.
-    latency = await runLatency(env, LATENCY_RATE, LATENCY_SECONDS);
+    const latency = await runLatency(env, LATENCY_RATE, LATENCY_SECONDS);
     const api = await runApi(env, ingest.start, ingest.stop);
     const memory = await runMemory(services.env as unknown as Env, env);
 

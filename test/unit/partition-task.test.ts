@@ -154,9 +154,7 @@ describe("PartitionTask", () => {
     // The same second, no window closed: not worked out again.
     expect(progress(task.process(at(MINUTE + 1_000), NOW + 500))).toEqual([]);
     // A second later the stream time moved: the 1m tier's progress moved with it (1h's did not).
-    expect(progress(task.process(at(MINUTE + 2_000), NOW + 1_000))).toEqual([
-      `closed_through=${MINUTE}`,
-    ]);
+    expect(progress(task.process(at(MINUTE + 2_000), NOW + 1_000))).toEqual([`closed_through=${MINUTE}`]);
     // Within the same second again, but the 1m window closes: written at once.
     const closing = task.process(at(MINUTE + 90_000), NOW + 1_100);
     expect(closing.windows.length).toBeGreaterThan(0);
