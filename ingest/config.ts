@@ -25,7 +25,7 @@ export function ingestSettings(env: Env = process.env): IngestSettings {
       max: 64 * 1024 * 1024,
       integer: true,
     }),
-    commitIntervalMs: num(env, "INGEST_COMMIT_INTERVAL_MS", 1000, { min: 0, max: 60_000, integer: true }),
+    commitIntervalMs: num(env, "INGEST_COMMIT_INTERVAL_MS", 3000, { min: 0, max: 60_000, integer: true }),
     sessionTimeoutMs: num(env, "INGEST_SESSION_TIMEOUT_MS", 30_000, {
       min: 6000,
       max: 300_000,
