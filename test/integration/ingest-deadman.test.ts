@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   alertHistory,
-  drained,
+  countPoints,
   type Env,
   eventually,
   isolatedEnv,
@@ -26,7 +26,13 @@ describe("deadman on wall-clock silence", () => {
       { key: "dm_1", value: JSON.stringify({ sensor_id: "dm_1", temperature: 20, timestamp }) },
     ]);
     sent++;
-    await drained(env, sent);
+    // Stored, not committed: the commit may wait for the commit interval, longer than `after`.
+    await eventually(
+      `${sent} readings stored`,
+      () => countPoints(env, "readings", "temperature"),
+      (n) => n === sent,
+      20_000,
+    );
     return timestamp;
   };
 
@@ -51,9 +57,13 @@ describe("deadman on wall-clock silence", () => {
     });
     expect(created.status).toBe(201);
     const names = new Map([[created.body.id, "dm"]]);
-    // A few readings while the rule reaches the worker (within about a second); none fires it.
+    // Readings half a second apart for 3 s while the rule reaches the worker (within about a
+    // second); no gap comes near `after`, so none fires it.
     let lastTimestamp = 0;
-    for (let i = 0; i < 5; i++) lastTimestamp = await send();
+    for (let i = 0; i < 6; i++) {
+      lastTimestamp = await send();
+      await new Promise((r) => setTimeout(r, Math.max(0, lastTimestamp + 500 - Date.now())));
+    }
     const fired = await eventually(
       "the deadman fires",
       () => alertHistory(env, names),
