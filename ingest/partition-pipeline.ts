@@ -57,7 +57,7 @@ export class PartitionPipeline {
   openSince: number | undefined;
   /** The input offset after the last batch processed into this pipeline's task. */
   processedOffset: string | undefined;
-  /** Whether the last batch processed left at least as much again waiting in the partition. */
+  /** Whether the partition was behind after the last batch processed (see the worker's handleBatch). */
   backlogged = false;
   private unwritten = 0;
   private writes: Promise<void> = Promise.resolve();

@@ -458,7 +458,12 @@ export class IngestWorker {
     // The batch that ends a backlog commits at once (the backlog's last outputs and offsets wait for
     // nothing more); a steady stream that keeps up commits on the clock (commitDue).
     const endOfBacklog = lag <= 0 && pipeline.backlogged;
-    pipeline.backlogged = lag >= messages.length;
+    // Behind: more waits than the batch brought, or the fetch was cut by its size limit.
+    let fetched = 0;
+    for (const m of batch.messages) fetched += (m.key?.length ?? 0) + (m.value?.length ?? 0);
+    pipeline.backlogged =
+      lag > 0 &&
+      (lag >= messages.length || 2 * fetched >= (this.options.maxBytesPerPartition ?? 1024 * 1024));
     const commitPoint = !this.running || endOfBacklog || this.commitDue(pipeline);
     pipeline.push({
       lines: out.lines,
