@@ -6,7 +6,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { type Env, sleep } from "./support.js";
+import { withAdmin } from "../common/kafka.js";
+import { type Env, kafkaFor, sleep } from "./support.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -69,4 +70,18 @@ export async function withChildWorker<T>(
   } finally {
     await stopChild(child);
   }
+}
+
+/** Until the child worker's consumer group is Stable: it has joined and been given its partitions. */
+export function untilJoined(env: Env, child: ChildProcess): Promise<void> {
+  return until(
+    "the worker joined its group",
+    () =>
+      withAdmin(kafkaFor(env), async (admin) => {
+        const { groups } = await admin.describeGroups([env.INGEST_GROUP_ID as string]);
+        return groups[0]?.state === "Stable";
+      }),
+    60_000,
+    child,
+  );
 }

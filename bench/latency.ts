@@ -14,7 +14,7 @@ import { createInflux } from "../common/influx.js";
 import { withAdmin } from "../common/kafka.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import { DEFAULT_SIMULATION, simulate } from "../ingest/simulation.js";
-import { until, withChildWorker } from "./child-worker.js";
+import { untilJoined, withChildWorker } from "./child-worker.js";
 import { SENSORS } from "./ingest.js";
 import { type Env, iso, kafkaFor, percentile, progress, rawTopic, sleep } from "./support.js";
 
@@ -166,16 +166,7 @@ export async function runLatency(env: Env, rate = 2000, seconds = 15): Promise<L
   const line = progress("3/5 latency");
   return withChildWorker(env, async (child) => {
     line.update("worker starting");
-    await until(
-      "the worker joined its group",
-      () =>
-        withAdmin(kafkaFor(env), async (admin) => {
-          const { groups } = await admin.describeGroups([env.INGEST_GROUP_ID as string]);
-          return groups[0]?.state === "Stable";
-        }),
-      60_000,
-      child,
-    );
+    await untilJoined(env, child);
     // The same stream for WARM_UP_SECONDS first, not measured: the worker's first batches restore
     // its state and close every window the bulk load left open, and its code is not yet compiled
     // hot; the bound is on a steady stream.

@@ -8,7 +8,7 @@ import type { ChildProcess } from "node:child_process";
 import { kafkaConfig } from "../common/config.js";
 import { ensureTopics, withAdmin } from "../common/kafka.js";
 import { DEFAULT_SIMULATION, simulate } from "../ingest/simulation.js";
-import { residentOf, type Usage, until, withChildWorker } from "./child-worker.js";
+import { residentOf, type Usage, until, untilJoined, withChildWorker } from "./child-worker.js";
 import {
   committedOffsets,
   type Env,
@@ -70,16 +70,7 @@ async function manySensors(services: Env, onProgress: (text: string) => void) {
   await withAdmin(kafkaFor(env), (admin) => ensureTopics(admin, kafkaConfig(env)));
   return withChildWorker(env, async (child, pid) => {
     onProgress("worker starting");
-    await until(
-      "the worker joined its group",
-      () =>
-        withAdmin(kafkaFor(env), async (admin) => {
-          const { groups } = await admin.describeGroups([env.INGEST_GROUP_ID as string]);
-          return groups[0]?.state === "Stable";
-        }),
-      60_000,
-      child,
-    );
+    await untilJoined(env, child);
     await sleep(1000);
     const idle = await residentOf(pid);
     const count = MEMORY_SENSORS * READINGS_PER_SENSOR;

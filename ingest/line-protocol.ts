@@ -51,13 +51,8 @@ export function pointLine(
   fields: Record<string, FieldValue>,
   timeMs: number,
 ): string {
-  let line = escapeMeasurement(measurement);
-  for (const key of Object.keys(tags).sort()) {
-    const value = tags[key];
-    if (value === undefined || value === "") continue;
-    line += `,${escapeTag(key)}=${escapeTag(value)}`;
-  }
-  return withFields(line, measurement, fields, timeMs);
+  // An empty extra tag value is left out, like any empty tag value.
+  return pointLineWith(measurement, "", "", tags, fields, timeMs);
 }
 
 /**
