@@ -120,6 +120,13 @@ async function afterWriteFaultPoint(partition: number, nextOffset: string, runni
   while (running() && !released) await new Promise((r) => setTimeout(r, 20));
 }
 
+/** Bytes of the messages' keys and values. */
+function bytesOf(messages: KafkaMessage[]): number {
+  let bytes = 0;
+  for (const m of messages) bytes += (m.key?.length ?? 0) + (m.value?.length ?? 0);
+  return bytes;
+}
+
 /** A partition's pipeline found the partition taken away before a commit. */
 class PartitionLeft extends Error {
   override name = "PartitionLeft";
@@ -442,11 +449,10 @@ export class IngestWorker {
     if (!current() || pipeline.failed) return;
     const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
     const messages = task.unseen(batch.messages);
-    if (this.options.metrics !== undefined) {
-      let bytes = 0;
-      for (const m of messages) bytes += (m.key?.length ?? 0) + (m.value?.length ?? 0);
-      this.options.metrics.inputBytes.inc(bytes);
-    }
+    // Bytes fetched (for the backlog test below) and bytes new to the state (the input metric):
+    // the same unless the batch began before the state's offset.
+    const fetched = bytesOf(batch.messages);
+    this.options.metrics?.inputBytes.inc(messages === batch.messages ? fetched : bytesOf(messages));
     if (messages.length === 0) {
       resolveOffset(batch.lastOffset());
       return;
@@ -459,8 +465,6 @@ export class IngestWorker {
     // nothing more); a steady stream that keeps up commits on the clock (commitDue).
     const endOfBacklog = lag <= 0 && pipeline.backlogged;
     // Behind: more waits than the batch brought, or the fetch was cut by its size limit.
-    let fetched = 0;
-    for (const m of batch.messages) fetched += (m.key?.length ?? 0) + (m.value?.length ?? 0);
     pipeline.backlogged =
       lag > 0 &&
       (lag >= messages.length || 2 * fetched >= (this.options.maxBytesPerPartition ?? 1024 * 1024));
