@@ -8,10 +8,9 @@
  * moment minus the moment it was handed to the producer. At the end every reading of every chunk
  * must be in InfluxDB.
  */
-import { Partitioners } from "kafkajs";
 import { influxConfig } from "../common/config.js";
 import { createInflux } from "../common/influx.js";
-import { withAdmin } from "../common/kafka.js";
+import { Partitioners, withAdmin } from "../common/kafka.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import { DEFAULT_SIMULATION, simulate } from "../ingest/simulation.js";
 import { untilJoined, withChildWorker } from "./child-worker.js";

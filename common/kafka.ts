@@ -2,12 +2,20 @@
  * The one module that knows the Kafka client library. Everything else imports from here, so the
  * client (kafkajs today) can be swapped for a KafkaJS-compatible one without touching the pipeline.
  */
+// First: it replaces kafkajs's read_committed filter, which must happen before kafkajs loads.
+import "./kafka-read-committed.js";
 import {
   type Admin,
+  AssignerProtocol,
   type ConfigResourceTypes,
   Kafka,
+  KafkaJSConnectionError,
+  KafkaJSNumberOfRetriesExceeded,
+  KafkaJSProtocolError,
+  KafkaJSSASLAuthenticationError,
   type KafkaConfig as KafkaJsConfig,
   logLevel,
+  Partitioners,
   type SASLOptions,
 } from "kafkajs";
 import type { Logger } from "pino";
@@ -23,10 +31,19 @@ export type {
   IHeaders,
   KafkaMessage,
   Message,
+  PartitionAssigner,
   Producer,
   Transaction,
 } from "kafkajs";
-export { Kafka };
+export {
+  AssignerProtocol,
+  Kafka,
+  KafkaJSConnectionError,
+  KafkaJSNumberOfRetriesExceeded,
+  KafkaJSProtocolError,
+  KafkaJSSASLAuthenticationError,
+  Partitioners,
+};
 
 /** kafkajs's `ssl` and `sasl` options for the configured security protocol. */
 export function securityOptions(config: KafkaConfig): Pick<KafkaJsConfig, "ssl" | "sasl"> {

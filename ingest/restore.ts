@@ -10,9 +10,8 @@
  * once its marker arrived.
  */
 import { randomUUID } from "node:crypto";
-import { AssignerProtocol, type PartitionAssigner } from "kafkajs";
 import type { Logger } from "pino";
-import type { Kafka } from "../common/kafka.js";
+import { AssignerProtocol, type Kafka, type PartitionAssigner } from "../common/kafka.js";
 import { PartitionTask, type TaskConfig } from "./partition-task.js";
 import { MARKER_KEY } from "./transactions.js";
 

@@ -7,6 +7,10 @@
  * leaves this worker, after any failed transaction (a fenced or broken producer cannot be reused),
  * and when the consumer is rebuilt. A partition that comes back therefore always gets a fresh
  * producer, never one a later owner has fenced.
+ *
+ * Only a fence (the first step of a restore) makes a producer. A commit never does: a producer made
+ * by a commit for a partition that has meanwhile moved would fence its new owner and then commit
+ * outputs of a stale state after that owner's restore had read the changelog.
  */
 import { randomUUID } from "node:crypto";
 import type { Kafka, Message, Producer } from "../common/kafka.js";
@@ -26,6 +30,14 @@ export interface OffsetCommit {
   offset: string;
 }
 
+/** A commit for a partition whose producer is gone (dropped, failed, or never fenced here). */
+export class ProducerGone extends Error {
+  override name = "ProducerGone";
+  constructor(readonly partition: number) {
+    super(`no producer for partition ${partition}: it must be fenced (restored) again first`);
+  }
+}
+
 export class TransactionalProducers {
   private readonly producers = new Map<number, Promise<Producer>>();
 
@@ -39,7 +51,19 @@ export class TransactionalProducers {
    * aborted, the producer dropped, and the error rethrown.
    */
   async commit(partition: number, outputs: TopicMessages[], offsets?: OffsetCommit): Promise<void> {
-    const producer = await this.producerFor(partition);
+    const current = this.producers.get(partition);
+    // Only a fence makes a producer: one made here would fence whoever owns the partition now.
+    if (current === undefined) throw new ProducerGone(partition);
+    await this.commitWith(partition, current, outputs, offsets);
+  }
+
+  private async commitWith(
+    partition: number,
+    current: Promise<Producer>,
+    outputs: TopicMessages[],
+    offsets?: OffsetCommit,
+  ): Promise<void> {
+    const producer = await current;
     let transaction: Awaited<ReturnType<Producer["transaction"]>> | undefined;
     try {
       transaction = await producer.transaction();
@@ -62,7 +86,8 @@ export class TransactionalProducers {
       await transaction.commit();
     } catch (err) {
       await transaction?.abort().catch(() => {});
-      await this.drop(partition);
+      // This producer only: a fence may have made the partition a newer one meanwhile.
+      if (this.producers.get(partition) === current) await this.drop(partition);
       throw err;
     }
   }
@@ -74,7 +99,7 @@ export class TransactionalProducers {
    */
   async fence(partition: number, changelogTopic: string, nonce = randomUUID()): Promise<string> {
     await this.drop(partition);
-    await this.commit(partition, [
+    await this.commitWith(partition, this.create(partition), [
       { topic: changelogTopic, messages: [{ key: MARKER_KEY, value: nonce, partition }] },
     ]);
     return nonce;
@@ -97,21 +122,19 @@ export class TransactionalProducers {
     await Promise.all([...this.producers.keys()].map((p) => this.drop(p)));
   }
 
-  private producerFor(partition: number): Promise<Producer> {
-    let producer = this.producers.get(partition);
-    if (producer === undefined) {
-      const created = this.kafka.producer({
-        transactionalId: `${this.transactionalIdPrefix}-${partition}`,
-        idempotent: true,
-        maxInFlightRequests: 1,
-        transactionTimeout: 60_000,
-      });
-      producer = created.connect().then(() => created);
-      this.producers.set(partition, producer);
-      producer.catch(() => {
-        if (this.producers.get(partition) === producer) this.producers.delete(partition);
-      });
-    }
+  /** A fresh producer for the partition, replacing any other (its first transaction fences). */
+  private create(partition: number): Promise<Producer> {
+    const created = this.kafka.producer({
+      transactionalId: `${this.transactionalIdPrefix}-${partition}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 60_000,
+    });
+    const producer = created.connect().then(() => created);
+    this.producers.set(partition, producer);
+    producer.catch(() => {
+      if (this.producers.get(partition) === producer) this.producers.delete(partition);
+    });
     return producer;
   }
 }

@@ -429,6 +429,9 @@ export class IngestWorker {
         this.options.logger.info({ partition, error: (err as Error).message }, "heartbeat failed");
       }
     };
+    // A batch fetched before a rebalance can arrive after it: a partition this consumer no longer
+    // owns must not be restored here (the restore's fence would fence its new owner).
+    if (this.consumer !== consumer || !this.assigned.has(partition)) return;
     const pending = this.taskFor(partition);
     // The task check catches a partition that left and came back while this batch was in flight:
     // another owner may have processed it meanwhile.

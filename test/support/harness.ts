@@ -238,12 +238,16 @@ export const quietLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? "error" }
 routeInfluxClientLogs(quietLogger);
 
 /** The real worker, in this process. */
+let workersStarted = 0;
+
 export async function startWorker(
   env: Env,
 ): Promise<{ worker: IngestWorker; metrics: IngestMetrics; stop(): Promise<void> }> {
   const settings = ingestSettings(env);
   const metrics = new IngestMetrics();
-  const worker = new IngestWorker({ ...settings, logger: quietLogger, metrics });
+  // Several workers can share a test process: each one's log lines say which it is.
+  const logger = quietLogger.child({ worker: ++workersStarted });
+  const worker = new IngestWorker({ ...settings, logger, metrics });
   await worker.start();
   return { worker, metrics, stop: () => worker.stop() };
 }

@@ -2,16 +2,18 @@
  * Which start-up failures are worth retrying. The errors are kafkajs's own classes, built the way
  * kafkajs builds them; the integration test `kafka-sasl-ssl.test.ts` meets the real ones.
  */
+import { describe, expect, it } from "vitest";
+import { ConfigError, type KafkaConfig } from "../../common/config.js";
+import { InfluxAccessError } from "../../common/influx.js";
 import {
+  isConfigurationError,
+  KafkaAccessError,
   KafkaJSConnectionError,
   KafkaJSNumberOfRetriesExceeded,
   KafkaJSProtocolError,
   KafkaJSSASLAuthenticationError,
-} from "kafkajs";
-import { describe, expect, it } from "vitest";
-import { ConfigError, type KafkaConfig } from "../../common/config.js";
-import { InfluxAccessError } from "../../common/influx.js";
-import { isConfigurationError, KafkaAccessError, kafkaAccessProblem } from "../../common/kafka.js";
+  kafkaAccessProblem,
+} from "../../common/kafka.js";
 
 const CONFIG: KafkaConfig = {
   brokers: ["kafka.example:9093"],

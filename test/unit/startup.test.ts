@@ -1,14 +1,12 @@
-import kafkajs from "kafkajs";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../common/config.js";
-import { describeStartupError, isRetriableStartupError, startupBackoffMs } from "../../ingest/startup.js";
-
-const {
+import {
   KafkaJSConnectionError,
   KafkaJSNumberOfRetriesExceeded,
   KafkaJSProtocolError,
   KafkaJSSASLAuthenticationError,
-} = kafkajs;
+} from "../../common/kafka.js";
+import { describeStartupError, isRetriableStartupError, startupBackoffMs } from "../../ingest/startup.js";
 
 /** A broker error as kafkajs builds it from the protocol's error table. */
 function brokerError(type: string, retriable: boolean): Error {
