@@ -4,15 +4,11 @@
  */
 // First: it replaces kafkajs's read_committed filter, which must happen before kafkajs loads.
 import "./kafka-read-committed.js";
-import {
+import kafkajs, {
   type Admin,
   AssignerProtocol,
   type ConfigResourceTypes,
   Kafka,
-  KafkaJSConnectionError,
-  KafkaJSNumberOfRetriesExceeded,
-  KafkaJSProtocolError,
-  KafkaJSSASLAuthenticationError,
   type KafkaConfig as KafkaJsConfig,
   logLevel,
   Partitioners,
@@ -35,15 +31,14 @@ export type {
   Producer,
   Transaction,
 } from "kafkajs";
-export {
-  AssignerProtocol,
-  Kafka,
+export { AssignerProtocol, Kafka, Partitioners };
+// Node's ESM loader cannot name these exports of the CommonJS kafkajs (compiled code, not tsx).
+export const {
   KafkaJSConnectionError,
   KafkaJSNumberOfRetriesExceeded,
   KafkaJSProtocolError,
   KafkaJSSASLAuthenticationError,
-  Partitioners,
-};
+} = kafkajs;
 
 /** kafkajs's `ssl` and `sasl` options for the configured security protocol. */
 export function securityOptions(config: KafkaConfig): Pick<KafkaJsConfig, "ssl" | "sasl"> {
