@@ -98,11 +98,11 @@ function linesFor(
     const out = task.process(input.slice(i, i + batchSize), now, BENCH_RULE_SET);
     for (const l of out.lines) lines.push(l.line);
     if (performance.now() - committed >= (settings.commitIntervalMs ?? 0)) {
-      task.takeChangelog();
+      task.takeRecords();
       committed = performance.now();
     }
   }
-  task.takeChangelog();
+  task.takeRecords();
   return { lines, cpuSeconds: (performance.now() - started) / 1000 };
 }
 

@@ -28,6 +28,7 @@ import {
 } from "./detectors.js";
 import type { TaggedLine } from "./influx-writer.js";
 import { pointLine, pointLineWith } from "./line-protocol.js";
+import { type ChangelogEntry, SensorRecords } from "./sensor-records.js";
 import { TimerQueue } from "./timers.js";
 import {
   SENSOR_KEY,
@@ -95,11 +96,7 @@ export interface BatchOutput {
   anomalies: number;
 }
 
-export interface ChangelogEntry {
-  key: string;
-  /** JSON, or null for a tombstone. */
-  value: string | null;
-}
+export type { ChangelogEntry } from "./sensor-records.js";
 
 export function emptyBatchOutput(): BatchOutput {
   return {
@@ -159,6 +156,8 @@ export class PartitionTask {
   private readonly dirtyAlerts = new Set<AlertState>();
   private readonly alertKeys = new WeakMap<AlertState, string>();
   private readonly sensorKeys = new Map<string, SensorKeys>();
+  /** The changelog's record format: a record per sensor (see sensor-records.ts). */
+  private readonly records = new SensorRecords();
   /** The rollup progress this task last wrote, per tier size (written again only when it moves). */
   private readonly progressSent = new Map<number, number>();
   /** When the rollup progress was last worked out (the worker's clock). */
@@ -586,7 +585,31 @@ export class PartitionTask {
     return entries;
   }
 
-  /** Applies one changelog record (in log order) while rebuilding the state. */
+  /** The changelog records of the state changed since the last call: one per changed sensor. */
+  takeRecords(): ChangelogEntry[] {
+    return this.records.pack(this.takeChangelog(), (key) => this.entryValue(key));
+  }
+
+  /** Applies one changelog record as written by `takeRecords` (or the older per-entry format). */
+  restoreRecord(key: string, value: string | null): void {
+    for (const entry of this.records.unpack(key, value)) this.restore(entry.key, entry.value);
+  }
+
+  /** The current value of a sensor's state entry, as `takeChangelog` writes it (null: none). */
+  private entryValue(key: string): string | null {
+    if (key.startsWith(DETECTOR_KEY)) {
+      const state = this.detectors.get(key);
+      return state === undefined ? null : JSON.stringify(state);
+    }
+    if (key.startsWith(ALERT_KEY)) {
+      const [, ruleId = "", sensorId = ""] = key.split(SEP);
+      const state = this.alerts.get(ruleId)?.get(sensorId);
+      return state === undefined ? null : JSON.stringify(state);
+    }
+    return this.windows.entryValue(key);
+  }
+
+  /** Applies one state entry (in log order) while rebuilding the state. */
   restore(key: string, value: string | null): void {
     this.expiryStale = true;
     if (key === META_KEY) {

@@ -114,7 +114,7 @@ export async function restorePartitions(request: RestoreRequest): Promise<Map<nu
                   if (pending.size === 0) resolve();
                   return;
                 }
-                task.restore(key, m.value === null ? null : m.value.toString());
+                task.restoreRecord(key, m.value === null ? null : m.value.toString());
                 records.set(batch.partition, (records.get(batch.partition) ?? 0) + 1);
               }
             },

@@ -355,20 +355,34 @@ export class WindowStore {
   /** Changed windows and sensor clocks since the last call, as changelog records (null = gone). */
   takeChangelog(): { key: string; value: string | null }[] {
     const entries: { key: string; value: string | null }[] = [];
-    for (const full of this.dirtyWindows) {
-      const [sensorId = "", size = "", start = ""] = full.split(SEP);
-      const w = this.windows.get(sensorId)?.get(`${size}${SEP}${start}`);
-      const stored: StoredWindow | undefined =
-        w === undefined ? undefined : { f: w.fields, t: w.tags, tt: w.tagsTime, e: w.emitted };
-      entries.push({ key: WINDOW_KEY + full, value: stored === undefined ? null : JSON.stringify(stored) });
-    }
-    for (const sensorId of this.dirtySensors) {
-      const clock = this.clocks.get(sensorId);
-      entries.push({ key: SENSOR_KEY + sensorId, value: clock === undefined ? null : JSON.stringify(clock) });
-    }
+    for (const full of this.dirtyWindows)
+      entries.push({ key: WINDOW_KEY + full, value: this.windowValue(full) });
+    for (const sensorId of this.dirtySensors)
+      entries.push({ key: SENSOR_KEY + sensorId, value: this.clockValue(sensorId) });
     this.dirtyWindows.clear();
     this.dirtySensors.clear();
     return entries;
+  }
+
+  /** The current value of a window or clock entry by its changelog key (null: none). */
+  entryValue(key: string): string | null {
+    if (key.startsWith(WINDOW_KEY)) return this.windowValue(key.slice(WINDOW_KEY.length));
+    if (key.startsWith(SENSOR_KEY)) return this.clockValue(key.slice(SENSOR_KEY.length));
+    return null;
+  }
+
+  /** `full`: `<sensor><SEP><size><SEP><start>`. */
+  private windowValue(full: string): string | null {
+    const [sensorId = "", size = "", start = ""] = full.split(SEP);
+    const w = this.windows.get(sensorId)?.get(`${size}${SEP}${start}`);
+    if (w === undefined) return null;
+    const stored: StoredWindow = { f: w.fields, t: w.tags, tt: w.tagsTime, e: w.emitted };
+    return JSON.stringify(stored);
+  }
+
+  private clockValue(sensorId: string): string | null {
+    const clock = this.clocks.get(sensorId);
+    return clock === undefined ? null : JSON.stringify(clock);
   }
 
   /** Applies one changelog record (its full key) while rebuilding the state. */

@@ -636,7 +636,7 @@ export class IngestWorker {
 
   /** The state entries changed since the last commit point, as changelog records of `partition`. */
   private changelog(partition: number, task: PartitionTask): Message[] {
-    return task.takeChangelog().map((e) => ({ key: e.key, value: e.value, partition }));
+    return task.takeRecords().map((e) => ({ key: e.key, value: e.value, partition }));
   }
 
   /**

@@ -61,24 +61,35 @@ function batchesOf(messages: InputMessage[], cuts: number[]): { batch: InputMess
 }
 
 /**
+ * How the changelog is written and read: state entries one by one; the worker's records (one per
+ * sensor); or the older per-entry records until the first restore, which reads them with the
+ * worker's reader and writes records from then on (an upgrade).
+ */
+type LogFormat = "entries" | "records" | "upgrade";
+
+/**
  * Runs the batches; before each batch whose `crashBefore` flag is set, the task is replaced by a
- * fresh one rebuilt from every changelog entry produced so far.
+ * fresh one rebuilt from every changelog record produced so far.
  */
 function runBatches(
   messages: InputMessage[],
   cuts: number[],
   crashBefore: boolean[] = [],
+  format: LogFormat = "entries",
 ): { output: BatchOutput; log: ChangelogEntry[]; task: PartitionTask } {
   const output = emptyBatchOutput();
   const log: ChangelogEntry[] = [];
   let task = new PartitionTask(CONFIG);
+  let records = format === "records";
   batchesOf(messages, cuts).forEach(({ batch, offset }, b) => {
     if (crashBefore[b] === true) {
       task = new PartitionTask(CONFIG);
-      for (const entry of log) task.restore(entry.key, entry.value);
+      if (format === "entries") for (const entry of log) task.restore(entry.key, entry.value);
+      else for (const entry of log) task.restoreRecord(entry.key, entry.value);
+      if (format === "upgrade") records = true;
     }
     append(output, task.process(batch, NOW), offset);
-    log.push(...task.takeChangelog());
+    log.push(...(records ? task.takeRecords() : task.takeChangelog()));
   });
   return { output, log, task };
 }
@@ -303,6 +314,86 @@ describe("PartitionTask", () => {
         expect(normalised(recovered)).toEqual(normalised(whole));
       }),
       { numRuns: 150 },
+    );
+  });
+
+  it("recovers from a crash with the changelog written as one record per sensor", () => {
+    fc.assert(
+      fc.property(streamArb, cutsArb, fc.array(fc.boolean(), { maxLength: 9 }), (messages, cuts, crashes) => {
+        const whole = runBatches(messages, []).output;
+        const recovered = runBatches(messages, cuts, crashes, "records").output;
+        expect(normalised(recovered)).toEqual(normalised(whole));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("restores the older per-entry changelog after an upgrade and carries on exactly, in records", () => {
+    fc.assert(
+      fc.property(streamArb, cutsArb, fc.array(fc.boolean(), { maxLength: 9 }), (messages, cuts, crashes) => {
+        const whole = runBatches(messages, []).output;
+        const recovered = runBatches(messages, cuts, crashes, "upgrade").output;
+        expect(normalised(recovered)).toEqual(normalised(whole));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("writes one record per changed sensor, and tombstones the older-format entries it restored", () => {
+    const at = (sensor: string, t: number) =>
+      message({ sensor_id: sensor, temperature: 20, humidity: 40, timestamp: t });
+    const legacy = new PartitionTask(CONFIG);
+    legacy.process([at("s1", MINUTE), at("s2", MINUTE)], NOW, { version: 1, rules: [hotRule()] });
+    const entries = legacy.takeChangelog();
+    // Per sensor: two detectors, an alert state, a window per tier and a clock.
+    expect(entries.filter((e) => e.key.includes("s1")).length).toBe(6);
+    const packable = (key: string) => ["d", "a", "t"].includes(key[0] as string);
+
+    const upgraded = new PartitionTask(CONFIG);
+    for (const e of entries) upgraded.restoreRecord(e.key, e.value);
+    upgraded.process([at("s1", MINUTE + 1_000)], NOW, { version: 1, rules: [hotRule()] });
+    const records = upgraded.takeRecords();
+    const sensorRecords = records.filter((r) => r.key.startsWith("p\u001f"));
+    expect(sensorRecords.map((r) => r.key).sort()).toEqual(["p\u001fs1", "p\u001fs2"]);
+    const s1 = JSON.parse(sensorRecords.find((r) => r.key === "p\u001fs1")?.value ?? "{}");
+    expect(Object.keys(s1.d).sort()).toEqual(["humidity", "temperature"]);
+    expect(Object.keys(s1.a)).toEqual(["hot"]);
+    expect(s1.t.time).toBe(MINUTE + 1_000);
+    // Its windows stay a record each: s1's reading changed one per tier.
+    expect(records.filter((r) => r.key.startsWith("w")).length).toBe(2);
+    // Every older-format entry restored is tombstoned, so compaction drops it.
+    const tombstones = records.filter((r) => r.value === null).map((r) => r.key);
+    expect(tombstones.sort()).toEqual(
+      entries
+        .filter((e) => packable(e.key) && e.value !== null)
+        .map((e) => e.key)
+        .sort(),
+    );
+
+    // Next commit: only the sensor that changed, and no more tombstones.
+    upgraded.process([at("s2", MINUTE + 2_000)], NOW, { version: 1, rules: [hotRule()] });
+    expect(
+      upgraded
+        .takeRecords()
+        .filter((r) => r.key.startsWith("p") || r.value === null)
+        .map((r) => r.key),
+    ).toEqual(["p\u001fs2"]);
+
+    // The log as written, restored, holds the same state as the task that wrote it.
+    const rebuilt = new PartitionTask(CONFIG);
+    for (const e of [...entries, ...records]) rebuilt.restoreRecord(e.key, e.value);
+    const direct = new PartitionTask(CONFIG);
+    direct.process([at("s1", MINUTE), at("s2", MINUTE)], NOW, { version: 1, rules: [hotRule()] });
+    direct.process([at("s1", MINUTE + 1_000)], NOW, { version: 1, rules: [hotRule()] });
+    expect([...rebuilt.sensors()].sort()).toEqual(["s1", "s2"]);
+    expect(rebuilt.stateSize).toEqual(direct.stateSize);
+    const next = [at("s1", MINUTE + 90_000), at("s2", MINUTE + 90_000)];
+    const rules = {
+      version: 1,
+      rules: [hotRule({ condition: { type: "threshold", op: "above", value: 19 } })],
+    };
+    expect(normalised(rebuilt.process(next, NOW, rules))).toEqual(
+      normalised(direct.process(next, NOW, rules)),
     );
   });
 
