@@ -91,7 +91,7 @@ export class SensorRecords {
   private readonly live = new Map<string, Set<string>>();
   /** While restoring: sensors whose record was applied, so later older-format records are ignored. */
   private restoredSensors: Set<string> | undefined;
-  /** Older-format entries applied by a restore and still in the state, by key. */
+  /** Older-format records applied by a restore, by key: tombstoned with the next commit. */
   private readonly legacy = new Set<string>();
 
   /**
@@ -152,15 +152,10 @@ export class SensorRecords {
       const entries = value === null ? new Map<string, string>() : unpackValue(sensor, value);
       const keys = new Set(entries.keys());
       const out: ChangelogEntry[] = [];
-      for (const old of this.live.get(sensor) ?? []) {
-        if (keys.has(old)) continue;
-        out.push({ key: old, value: null });
-        this.legacy.delete(old);
-      }
-      for (const [k, v] of entries) {
-        out.push({ key: k, value: v });
-        this.legacy.delete(k);
-      }
+      // Older-format entries restored before it stay in `legacy`: their records are still in the
+      // log and are tombstoned all the same (ignored by later restores, which read this record).
+      for (const old of this.live.get(sensor) ?? []) if (!keys.has(old)) out.push({ key: old, value: null });
+      for (const [k, v] of entries) out.push({ key: k, value: v });
       if (keys.size === 0) this.live.delete(sensor);
       else this.live.set(sensor, keys);
       return out;
