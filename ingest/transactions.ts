@@ -126,7 +126,10 @@ export class TransactionalProducers {
   private create(partition: number): Promise<Producer> {
     const created = this.kafka.producer({
       transactionalId: `${this.transactionalIdPrefix}-${partition}`,
-      idempotent: true,
+      // kafkajs sends a transaction's messages idempotently whatever this says. `true` would only add
+      // a second InitProducerId at connect (without the transactional id), and a warning on every
+      // start that limited retries "may invalidate EoS guarantees", which does not apply here.
+      idempotent: false,
       maxInFlightRequests: 1,
       transactionTimeout: 60_000,
     });
