@@ -15,7 +15,7 @@
  * offset of a record's batch marks its producer aborted; the producer's abort marker ends that; a
  * transactional record of a producer marked aborted is dropped.
  */
-import { createRequire } from "node:module";
+import { createRequire, Module } from "node:module";
 
 const require = createRequire(import.meta.url);
 
@@ -75,7 +75,7 @@ function install(): void {
       "kafkajs was loaded before common/kafka-read-committed.ts: import kafkajs only through common/kafka.ts",
     );
   }
-  const module = new (require("node:module") as typeof import("node:module")).Module(path);
+  const module = new Module(path);
   module.filename = path;
   module.loaded = true;
   module.exports = filterAborted;

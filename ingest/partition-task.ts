@@ -28,10 +28,11 @@ import {
 } from "./detectors.js";
 import type { TaggedLine } from "./influx-writer.js";
 import { pointLine, pointLineWith } from "./line-protocol.js";
-import { type ChangelogEntry, SensorRecords } from "./sensor-records.js";
+import { ALERT_KEY, type ChangelogEntry, DETECTOR_KEY, SensorRecords } from "./sensor-records.js";
 import { TimerQueue } from "./timers.js";
 import {
   SENSOR_KEY,
+  SEP,
   WINDOW_KEY,
   type Window,
   type WindowConfig,
@@ -111,13 +112,10 @@ export function emptyBatchOutput(): BatchOutput {
   };
 }
 
-const SEP = "\u001f";
 const NO_ANOMALIES: Anomaly[] = [];
-const ALERT_KEY = `a${SEP}`;
 /** The changelog key of the alert state of a rule and sensor. */
 const alertStateKey = (ruleId: string, sensorId: string) => `${ALERT_KEY}${ruleId}${SEP}${sensorId}`;
 const META_KEY = "meta";
-const DETECTOR_KEY = `d${SEP}`;
 /** State-TTL timer keys: a sensor (its clock's `seen`); a field's detector key stands for itself. */
 const SENSOR_TTL_KEY = `s${SEP}`;
 
@@ -618,7 +616,7 @@ export class PartitionTask {
         this.maxEventTime = meta.maxEventTime ?? Number.NEGATIVE_INFINITY;
         this.nextOffset = BigInt(meta.nextOffset ?? "-1");
       }
-    } else if (key.startsWith(`d${SEP}`)) {
+    } else if (key.startsWith(DETECTOR_KEY)) {
       if (value === null) this.detectors.delete(key);
       else this.detectors.set(key, JSON.parse(value) as FieldState);
     } else if (key.startsWith(ALERT_KEY)) {

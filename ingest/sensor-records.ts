@@ -21,8 +21,12 @@ export interface ChangelogEntry {
   value: string | null;
 }
 
-const SEP = "\u001f";
+import { SENSOR_KEY, SEP } from "./windows.js";
+
 export const SENSOR_RECORD = `p${SEP}`;
+/** Entry key prefixes of the packed kinds: alert states and detectors (the clock is SENSOR_KEY). */
+export const ALERT_KEY = `a${SEP}`;
+export const DETECTOR_KEY = `d${SEP}`;
 
 /**
  * The sensor a packed entry belongs to: detectors (`d<SEP>sensor<SEP>field`), alert states
@@ -32,21 +36,17 @@ export const SENSOR_RECORD = `p${SEP}`;
  */
 export function sensorOfEntry(key: string): string | undefined {
   const kind = key.slice(0, 2);
-  if (kind === ALERT) {
+  if (kind === ALERT_KEY) {
     const rule = key.indexOf(SEP, 2);
     return rule < 0 ? undefined : key.slice(rule + 1);
   }
-  if (kind === DETECTOR) {
+  if (kind === DETECTOR_KEY) {
     const end = key.indexOf(SEP, 2);
     return end < 0 ? undefined : key.slice(2, end);
   }
-  if (kind === CLOCK) return key.slice(2);
+  if (kind === SENSOR_KEY) return key.slice(2);
   return undefined;
 }
-
-const ALERT = `a${SEP}`;
-const DETECTOR = `d${SEP}`;
-const CLOCK = `t${SEP}`;
 
 /** A sensor's record: its detectors by field, its alert states by rule, its clock. */
 interface Packed {
@@ -61,9 +61,9 @@ function packValue(sensor: string, entries: [string, string][]): string | null {
   let a = "";
   let t = "";
   for (const [key, value] of entries) {
-    if (key.startsWith(DETECTOR))
+    if (key.startsWith(DETECTOR_KEY))
       d += `${d === "" ? "" : ","}${JSON.stringify(key.slice(sensor.length + 3))}:${value}`;
-    else if (key.startsWith(ALERT))
+    else if (key.startsWith(ALERT_KEY))
       a += `${a === "" ? "" : ","}${JSON.stringify(key.slice(2, key.length - sensor.length - 1))}:${value}`;
     else t = value;
   }
@@ -79,10 +79,10 @@ function unpackValue(sensor: string, value: string): Map<string, string> {
   const packed = JSON.parse(value) as Packed;
   const out = new Map<string, string>();
   for (const [field, state] of Object.entries(packed.d ?? {}))
-    out.set(`${DETECTOR}${sensor}${SEP}${field}`, JSON.stringify(state));
+    out.set(`${DETECTOR_KEY}${sensor}${SEP}${field}`, JSON.stringify(state));
   for (const [rule, state] of Object.entries(packed.a ?? {}))
-    out.set(`${ALERT}${rule}${SEP}${sensor}`, JSON.stringify(state));
-  if (packed.t !== undefined) out.set(`${CLOCK}${sensor}`, JSON.stringify(packed.t));
+    out.set(`${ALERT_KEY}${rule}${SEP}${sensor}`, JSON.stringify(state));
+  if (packed.t !== undefined) out.set(`${SENSOR_KEY}${sensor}`, JSON.stringify(packed.t));
   return out;
 }
 

@@ -85,7 +85,8 @@ export function windowResult(w: Window): WindowResult {
   return result;
 }
 
-const SEP = "\u001f";
+/** The separator of the parts of a state entry key (a character no sensor id or field holds). */
+export const SEP = "\u001f";
 export const WINDOW_KEY = `w${SEP}`;
 export const SENSOR_KEY = `t${SEP}`;
 
