@@ -12,6 +12,15 @@
  *
  * Each attempt is one HTTP request with its own timeout (kept well inside the consumer's session
  * timeout) and the caller's heartbeat runs while it is in flight.
+ *
+ * Small writes share requests: the attempts to one bucket that are made in the same turn of the
+ * event loop (the partitions of one fetch, each with a batch of a steady stream) go out as one
+ * request of up to SHARED_REQUEST_LINES lines. InfluxDB spends about twice the CPU per line on
+ * 180-line requests as on 1,000-line ones, and so does the HTTP client. Each caller still learns
+ * its own outcome: when a shared request succeeds, every attempt in it did; when InfluxDB refuses
+ * it, each attempt is sent again on its own, so a refused line is bisected within its own caller's
+ * lines; any other failure fails every attempt in it, and each caller retries as it would alone.
+ * A write of SHARED_REQUEST_LINES lines or more (a backlog's batch) always goes out on its own.
  */
 import { HttpError, type InfluxDB } from "@influxdata/influxdb-client";
 import type { TierName } from "../common/rollups.js";
@@ -100,6 +109,17 @@ export interface InfluxWriterOptions {
   heartbeatIntervalMs?: number;
 }
 
+/** At most this many lines go in one shared request; a larger write is a request of its own. */
+export const SHARED_REQUEST_LINES = 5000;
+
+/** An attempt waiting for its bucket's next shared request. */
+interface Queued {
+  body: string;
+  lines: number;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
 class Refused extends Error {
   constructor(readonly failure: Extract<WriteFailure, { action: "reject" }>) {
     super(failure.message);
@@ -112,6 +132,8 @@ export class InfluxWriter {
   private readonly attemptTimeoutMs: number;
   private readonly heartbeatIntervalMs: number;
   private readonly paths = new Map<string, string>();
+  /** Attempts waiting to share a request, by bucket, sent when the current turn of the event loop ends. */
+  private readonly queued = new Map<string, Queued[]>();
 
   constructor(
     private readonly influx: InfluxDB,
@@ -175,7 +197,7 @@ export class InfluxWriter {
     const body = lines.map((l) => l.line).join("\n");
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.whileHeartbeating(this.post(bucket, body), hooks);
+        await this.whileHeartbeating(this.attempt(bucket, body, lines.length), hooks);
         return;
       } catch (err) {
         const failure = classifyWriteError(err);
@@ -187,6 +209,53 @@ export class InfluxWriter {
         await this.sleepHeartbeating(wait, hooks);
         delay = Math.min(this.maxBackoffMs, delay * 2);
       }
+    }
+  }
+
+  /** One attempt: a request of its own, or a share of the bucket's next shared request. */
+  private attempt(bucket: string, body: string, lines: number): Promise<unknown> {
+    if (lines >= SHARED_REQUEST_LINES) return this.post(bucket, body);
+    return new Promise<void>((resolve, reject) => {
+      let queue = this.queued.get(bucket);
+      if (queue === undefined) {
+        queue = [];
+        this.queued.set(bucket, queue);
+        setImmediate(() => this.sendQueued(bucket));
+      }
+      queue.push({ body, lines, resolve, reject });
+    });
+  }
+
+  private sendQueued(bucket: string): void {
+    const queue = this.queued.get(bucket) ?? [];
+    this.queued.delete(bucket);
+    let start = 0;
+    while (start < queue.length) {
+      let end = start;
+      let lines = 0;
+      while (
+        end < queue.length &&
+        (end === start || lines + (queue[end] as Queued).lines <= SHARED_REQUEST_LINES)
+      )
+        lines += (queue[end++] as Queued).lines;
+      void this.sendShared(bucket, queue.slice(start, end));
+      start = end;
+    }
+  }
+
+  private async sendShared(bucket: string, attempts: Queued[]): Promise<void> {
+    if (attempts.length === 1) {
+      const [only] = attempts as [Queued];
+      return this.post(bucket, only.body).then(only.resolve, only.reject);
+    }
+    try {
+      await this.post(bucket, attempts.map((a) => a.body).join("\n"));
+      for (const a of attempts) a.resolve();
+    } catch (err) {
+      if (classifyWriteError(err).action === "reject") {
+        // One of them holds a line InfluxDB refuses: each on its own, to find whose.
+        for (const a of attempts) void this.post(bucket, a.body).then(a.resolve, a.reject);
+      } else for (const a of attempts) a.reject(err);
     }
   }
 
