@@ -55,6 +55,13 @@ interface Ready extends Pending {
 export class PartitionPipeline {
   /** When the first step after the last commit point was processed (performance.now()); unset if none. */
   openSince: number | undefined;
+  /**
+   * How much sooner than the commit interval the pipeline's first commit point comes. Partitions
+   * that start together and take batches from the same fetches would otherwise reach every commit
+   * point together, and the changelog of all of them would be taken and encoded in one stall of the
+   * event loop; each partition's own lead spreads those stalls over the interval for good.
+   */
+  commitLeadMs = 0;
   /** The input offset after the last batch processed into this pipeline's task. */
   processedOffset: string | undefined;
   /** Whether the partition was behind after the last batch processed (see the worker's handleBatch). */
@@ -85,7 +92,10 @@ export class PartitionPipeline {
   /** Queues a step behind every earlier one. Returns at once. */
   push(step: Step): void {
     if (step.commit === undefined) this.openSince ??= performance.now();
-    else this.openSince = undefined;
+    else {
+      this.openSince = undefined;
+      this.commitLeadMs = 0;
+    }
     this.unwritten++;
     this.writes = this.writes.then(() => this.run(step));
   }

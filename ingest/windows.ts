@@ -111,8 +111,13 @@ interface StoredWindow {
 export class WindowStore {
   /** Windows by sensor, then by `<size><SEP><start>`. */
   private readonly windows = new Map<string, Map<string, Window>>();
-  /** Per sensor, the window of each tier its latest reading went to (a cache of `windows`). */
-  private readonly latest = new Map<string, Window[]>();
+  /**
+   * Per sensor, what spares a reading work (not state; rebuilt on demand): the window of each tier
+   * its latest reading went to (a cache of `windows`), and a lower bound on the stream time at
+   * which one of its windows next closes or is dropped, so a reading that moves the sensor's clock
+   * short of it skips the scan of the sensor's windows.
+   */
+  private readonly hot = new Map<string, { latest: Window[]; nextChange: number }>();
   private readonly clocks = new Map<string, SensorClock>();
   private readonly dirtyWindows = new Set<string>();
   private readonly dirtySensors = new Set<string>();
@@ -163,17 +168,18 @@ export class WindowStore {
       mine = new Map();
       this.windows.set(sensorId, mine);
     }
+    let hot = this.hot.get(sensorId);
+    if (hot === undefined) {
+      hot = { latest: [], nextChange: Number.NEGATIVE_INFINITY };
+      this.hot.set(sensorId, hot);
+    }
     if (time > clock.time) {
       clock.time = time;
-      this.advance(sensorId, mine, clock, emit);
+      if (hot.nextChange <= time) hot.nextChange = this.advance(sensorId, mine, clock, emit);
     }
     // The window of each tier the sensor's last reading went to: most readings go to the same ones,
     // found without making their keys again.
-    let latest = this.latest.get(sensorId);
-    if (latest === undefined) {
-      latest = [];
-      this.latest.set(sensorId, latest);
-    }
+    const latest = hot.latest;
     const tiers = this.config.tiersMs;
     for (let tier = 0; tier < tiers.length; tier++) {
       const sizeMs = tiers[tier] as number;
@@ -186,6 +192,7 @@ export class WindowStore {
           w = { sensorId, sizeMs, start, fields: {}, tags, tagsTime: time, emitted: 0 };
           mine.set(key, w);
           this.count++;
+          hot.nextChange = Math.min(hot.nextChange, start + sizeMs + this.config.allowedLatenessMs);
         }
         w.key = key;
         latest[tier] = w;
@@ -213,14 +220,18 @@ export class WindowStore {
     }
   }
 
-  /** Closes the windows the sensor's stream time has passed and drops those past their revision time. */
+  /**
+   * Closes the windows the sensor's stream time has passed and drops those past their revision
+   * time. Returns the stream time at which the next of its windows closes or is dropped.
+   */
   private advance(
     sensorId: string,
     mine: Map<string, Window>,
     clock: SensorClock,
     emit: (w: Window) => void,
-  ): void {
+  ): number {
     const { allowedLatenessMs, revisionMs } = this.config;
+    let next = Number.POSITIVE_INFINITY;
     for (const [key, w] of mine) {
       const end = w.start + w.sizeMs;
       if (w.emitted === 0 && end + allowedLatenessMs <= clock.time) {
@@ -230,7 +241,9 @@ export class WindowStore {
       }
       if (w.emitted > 0 && end + allowedLatenessMs + revisionMs <= clock.time)
         this.drop(sensorId, mine, key, w, clock);
+      else next = Math.min(next, end + allowedLatenessMs + (w.emitted > 0 ? revisionMs : 0));
     }
+    return next;
   }
 
   private drop(
@@ -278,7 +291,7 @@ export class WindowStore {
       }
       if (mine.size === 0) {
         this.windows.delete(sensorId);
-        this.latest.delete(sensorId);
+        this.hot.delete(sensorId);
       } else this.idle.set(sensorId, clock.seen + idleMs + revisionMs);
     }
   }
@@ -310,7 +323,7 @@ export class WindowStore {
       }
     }
     this.windows.delete(sensorId);
-    this.latest.delete(sensorId);
+    this.hot.delete(sensorId);
     this.clocks.delete(sensorId);
     this.idle.delete(sensorId);
     this.dirtySensors.add(sensorId);
@@ -398,6 +411,7 @@ export class WindowStore {
     const [sensorId = "", size = "", start = ""] = key.slice(WINDOW_KEY.length).split(SEP);
     if (start === "") return; // a record of an older state format: its windows are not restored
     const inner = `${size}${SEP}${start}`;
+    this.hot.delete(sensorId);
     let mine = this.windows.get(sensorId);
     const had = mine?.has(inner) ?? false;
     if (value === null) {

@@ -410,7 +410,7 @@ export class IngestWorker {
    */
   private commitDue(pipeline: PartitionPipeline): boolean {
     const now = performance.now();
-    return now - (pipeline.openSince ?? now) >= (this.options.commitIntervalMs ?? 0);
+    return now - (pipeline.openSince ?? now) + pipeline.commitLeadMs >= (this.options.commitIntervalMs ?? 0);
   }
 
   private async handleBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
@@ -562,6 +562,8 @@ export class IngestWorker {
       committed: (transitions) => this.notifier.notify(transitions),
       failed: (err) => this.pipelineFailed(consumer, partition, pipeline, err, owned()),
     });
+    // Spread over the interval by partition number (golden-ratio steps, even for any partition count).
+    pipeline.commitLeadMs = ((partition * 0.6180339887) % 1) * (this.options.commitIntervalMs ?? 0);
     this.pipelines.set(partition, pipeline);
     return pipeline;
   }
