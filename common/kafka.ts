@@ -3,7 +3,7 @@
  * client (kafkajs today) can be swapped for a KafkaJS-compatible one without touching the pipeline.
  */
 // First: it replaces kafkajs's read_committed filter, which must happen before kafkajs loads.
-import "./kafka-read-committed.js";
+import "./kafkajs-fixes.js";
 import kafkajs, {
   type Admin,
   AssignerProtocol,

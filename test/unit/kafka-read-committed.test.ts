@@ -6,7 +6,7 @@
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 import "../../common/kafka.js";
-import type { AbortedTransaction, FetchedRecord } from "../../common/kafka-read-committed.js";
+import type { AbortedTransaction, FetchedRecord } from "../../common/kafkajs-fixes.js";
 
 const require = createRequire(import.meta.url);
 type BatchClass = new (

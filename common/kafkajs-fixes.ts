@@ -1,0 +1,221 @@
+/**
+ * Fixes to kafkajs 2.2.4 modules, put in its place in the module cache before kafkajs loads
+ * (common/kafka.ts imports this module first, and is the only module that loads kafkajs).
+ *
+ * 1. A correct read_committed filter (consumer/filterAbortedMessages.js).
+ *
+ * kafkajs drops the records of aborted transactions itself, from the fetch response's list of
+ * aborted transactions. It takes that list as sorted by first offset, which the broker does not
+ * promise, and takes at most one entry of it per record. When a fetch starts inside two aborted
+ * transactions of different producers, a record of one of them can be returned as if committed. It
+ * happens wherever several transactional producers write to one partition and a fetch starts among
+ * their aborted transactions: the output topics after a rebalance fenced a worker mid-transaction
+ * (a read_committed kafkajs reader saw 20 aborted window messages next to the 480 committed ones
+ * the Java consumer returns for the same topic).
+ *
+ * This filter is the Java consumer's: every aborted transaction that begins at or before the last
+ * offset of a record's batch marks its producer aborted; the producer's abort marker ends that; a
+ * transactional record of a producer marked aborted is dropped.
+ *
+ * 2. Producing without per-message waste, byte for byte the same requests:
+ * - producer/groupMessagesPerPartition.js copied each partition's list on every message (quadratic
+ *   in a send's messages per partition);
+ * - protocol/recordBatch/record/v0 made each record in a fresh zero-filled 512-byte buffer through
+ *   a chain of growing writes, with varlongs through a 64-bit Long object. Here each record is
+ *   sized first and written once into a buffer of exactly its size.
+ * Every process here produces: the worker its outputs and changelog, the bench its load.
+ */
+import { createRequire, Module } from "node:module";
+
+const require = createRequire(import.meta.url);
+
+export interface FetchedRecord {
+  offset: string;
+  key: Buffer | null;
+  isControlRecord?: boolean;
+  batchContext: { firstOffset: string; lastOffsetDelta: number; producerId: string; inTransaction: boolean };
+}
+
+export interface AbortedTransaction {
+  producerId: string;
+  firstOffset: string;
+}
+
+/** A control record's key: version (int16) then type (int16), 0 for abort, 1 for commit. */
+const isAbortMarker = (record: FetchedRecord): boolean =>
+  record.isControlRecord === true &&
+  record.key !== null &&
+  record.key.length >= 4 &&
+  record.key.readInt16BE(2) === 0;
+
+export function filterAborted<T extends FetchedRecord>({
+  messages,
+  abortedTransactions,
+}: {
+  messages: T[];
+  abortedTransactions?: AbortedTransaction[];
+}): T[] {
+  if (abortedTransactions === undefined || abortedTransactions.length === 0) return messages;
+  const pending = abortedTransactions
+    .map((t) => ({ producerId: t.producerId, firstOffset: BigInt(t.firstOffset) }))
+    .sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0));
+  const aborted = new Set<string>();
+  let next = 0;
+  return messages.filter((record) => {
+    const batch = record.batchContext;
+    const batchEnd = BigInt(batch.firstOffset) + BigInt(batch.lastOffsetDelta);
+    while (next < pending.length && (pending[next] as { firstOffset: bigint }).firstOffset <= batchEnd) {
+      aborted.add((pending[next] as { producerId: string }).producerId);
+      next++;
+    }
+    if (record.isControlRecord === true) {
+      if (isAbortMarker(record)) aborted.delete(batch.producerId);
+      return true; // kafkajs drops control records itself, after this filter
+    }
+    return !(batch.inTransaction && aborted.has(batch.producerId));
+  });
+}
+
+type Bytes = Buffer | string | null | undefined;
+
+export interface OutgoingRecord {
+  offsetDelta?: number;
+  timestampDelta?: number;
+  key?: Bytes;
+  value?: Bytes;
+  headers?: Record<string, Bytes | Bytes[]>;
+}
+
+/** What kafkajs's record batch takes from a record: its bytes (`buf` marks it as encoded). */
+export interface EncodedRecord {
+  buf: Buffer;
+  buffer: Buffer;
+}
+
+/** Zigzag, as Kafka's varint and varlong: exact for integers within ±2^52 (time deltas included). */
+const zigzag = (n: number): number => (n >= 0 ? n * 2 : -n * 2 - 1);
+
+function sizeOfUVarInt(u: number): number {
+  let size = 1;
+  while (u >= 128) {
+    u = Math.floor(u / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeUVarInt(buf: Buffer, at: number, u: number): number {
+  while (u >= 128) {
+    buf[at++] = (u % 128) | 128;
+    u = Math.floor(u / 128);
+  }
+  buf[at++] = u;
+  return at;
+}
+
+/** kafkajs's encoding of a key, value or header value: a Buffer as is, null as absent, else String(). */
+const asBytes = (v: Bytes): Buffer | null =>
+  v == null ? null : Buffer.isBuffer(v) ? v : Buffer.from(String(v), "utf8");
+
+/** The record layout of kafkajs's record/v0 (Kafka's record format v2), written in one pass. */
+export function encodeRecord({
+  offsetDelta = 0,
+  timestampDelta = 0,
+  key,
+  value,
+  headers = {},
+}: OutgoingRecord): EncodedRecord {
+  const k = asBytes(key);
+  const v = asBytes(value);
+  const hs: [Buffer, Buffer | null][] = [];
+  for (const name of Object.keys(headers)) {
+    const h = headers[name];
+    const values = Array.isArray(h) ? h : [h];
+    for (const one of values) hs.push([Buffer.from(name, "utf8"), asBytes(one)]);
+  }
+  const ts = zigzag(timestampDelta);
+  const od = zigzag(offsetDelta);
+  const lengthOf = (b: Buffer | null) => (b === null ? 1 : sizeOfUVarInt(b.length * 2) + b.length);
+  let body =
+    1 + sizeOfUVarInt(ts) + sizeOfUVarInt(od) + lengthOf(k) + lengthOf(v) + sizeOfUVarInt(hs.length * 2);
+  for (const [name, hv] of hs) body += lengthOf(name) + lengthOf(hv);
+  const buf = Buffer.allocUnsafe(sizeOfUVarInt(body * 2) + body);
+  let at = writeUVarInt(buf, 0, body * 2);
+  buf[at++] = 0; // attributes: none used
+  at = writeUVarInt(buf, at, ts);
+  at = writeUVarInt(buf, at, od);
+  const put = (b: Buffer | null) => {
+    if (b === null) {
+      buf[at++] = 1; // zigzag(-1)
+      return;
+    }
+    at = writeUVarInt(buf, at, b.length * 2);
+    at += b.copy(buf, at);
+  };
+  put(k);
+  put(v);
+  at = writeUVarInt(buf, at, hs.length * 2);
+  for (const [name, hv] of hs) {
+    put(name);
+    put(hv);
+  }
+  if (at !== buf.length) throw new Error(`record encoded to ${at} bytes, sized ${buf.length}`);
+  return { buf, buffer: buf };
+}
+
+interface PartitionerArgs<M> {
+  topic: string;
+  partitionMetadata: unknown[];
+  message: M;
+}
+
+/** kafkajs's grouping of a topic's messages by partition (each partition's in send order), in one pass. */
+export function groupMessagesPerPartition<M>({
+  topic,
+  partitionMetadata,
+  messages,
+  partitioner,
+}: {
+  topic: string;
+  partitionMetadata: unknown[];
+  messages: M[];
+  partitioner: (args: PartitionerArgs<M>) => number;
+}): Record<number, M[]> {
+  const out: Record<number, M[]> = {};
+  if (partitionMetadata.length === 0) return out;
+  for (const message of messages) {
+    const partition = partitioner({ topic, partitionMetadata, message });
+    const list = out[partition];
+    if (list === undefined) out[partition] = [message];
+    else list.push(message);
+  }
+  return out;
+}
+
+/** The kafkajs modules replaced, by path inside the package. */
+const FIXES: Record<string, unknown> = {
+  "kafkajs/src/consumer/filterAbortedMessages.js": filterAborted,
+  "kafkajs/src/producer/groupMessagesPerPartition.js": groupMessagesPerPartition,
+  "kafkajs/src/protocol/recordBatch/record/v0/index.js": encodeRecord,
+};
+
+/** Puts the fixes in kafkajs's place; throws if kafkajs was loaded already without them. */
+function install(): void {
+  if (require.cache[require.resolve("kafkajs")] !== undefined) {
+    const installed = require.cache[require.resolve("kafkajs/src/consumer/filterAbortedMessages.js")];
+    if (installed?.exports === filterAborted) return;
+    throw new Error(
+      "kafkajs was loaded before common/kafkajs-fixes.ts: import kafkajs only through common/kafka.ts",
+    );
+  }
+  for (const [id, exports] of Object.entries(FIXES)) {
+    const path = require.resolve(id);
+    const module = new Module(path);
+    module.filename = path;
+    module.loaded = true;
+    module.exports = exports;
+    require.cache[path] = module;
+  }
+}
+
+install();
