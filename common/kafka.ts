@@ -2,21 +2,18 @@
  * The one module that knows the Kafka client library. Everything else imports from here, so the
  * client (kafkajs today) can be swapped for a KafkaJS-compatible one without touching the pipeline.
  */
-// First: it replaces kafkajs's read_committed filter, which must happen before kafkajs loads.
-import "./kafkajs-fixes.js";
-import kafkajs, {
-  type Admin,
-  AssignerProtocol,
-  type ConfigResourceTypes,
-  Kafka,
-  type KafkaConfig as KafkaJsConfig,
-  logLevel,
-  Partitioners,
-  type SASLOptions,
+import type {
+  Admin,
+  ConfigResourceTypes,
+  Kafka as KafkaClient,
+  KafkaConfig as KafkaJsConfig,
+  SASLOptions,
 } from "kafkajs";
 import type { Logger } from "pino";
 import { ConfigError, type KafkaConfig } from "./config.js";
 import { InfluxAccessError } from "./influx.js";
+// kafkajs itself comes from here: loaded only after its fixes are in place (see kafkajs-fixes.ts).
+import { kafkajs } from "./kafkajs-fixes.js";
 import { errorChain, isTlsConfigurationCode, tlsProblem } from "./tls.js";
 import { changelogTopic, TOPICS, type TopicName, topicName } from "./topics.js";
 
@@ -31,14 +28,17 @@ export type {
   Producer,
   Transaction,
 } from "kafkajs";
-export { AssignerProtocol, Kafka, Partitioners };
-// Node's ESM loader cannot name these exports of the CommonJS kafkajs (compiled code, not tsx).
+export type Kafka = KafkaClient;
 export const {
+  AssignerProtocol,
+  Kafka,
+  Partitioners,
   KafkaJSConnectionError,
   KafkaJSNumberOfRetriesExceeded,
   KafkaJSProtocolError,
   KafkaJSSASLAuthenticationError,
 } = kafkajs;
+const { logLevel } = kafkajs;
 
 /** kafkajs's `ssl` and `sasl` options for the configured security protocol. */
 export function securityOptions(config: KafkaConfig): Pick<KafkaJsConfig, "ssl" | "sasl"> {

@@ -1,6 +1,8 @@
 /**
- * Fixes to kafkajs 2.2.4 modules, put in its place in the module cache before kafkajs loads
- * (common/kafka.ts imports this module first, and is the only module that loads kafkajs).
+ * Fixes to kafkajs 2.2.4 modules, put in its place in the module cache before kafkajs loads. This
+ * module then loads kafkajs and hands it to common/kafka.ts, the only module that uses it: a
+ * static `import ... from "kafkajs"` would not do, as Node's ES module loader runs a CommonJS
+ * dependency before any ES module that imports it, fixes or not.
  *
  * 1. A correct read_committed filter (consumer/filterAbortedMessages.js).
  *
@@ -199,18 +201,21 @@ const FIXES: Record<string, unknown> = {
   "kafkajs/src/protocol/recordBatch/record/v0/index.js": encodeRecord,
 };
 
+/** Marks the module objects this installs: a second copy of this module (a test runner's) finds them. */
+const FIXED = Symbol.for("sensor-analytics.kafkajs-fixes");
+
 /** Puts the fixes in kafkajs's place; throws if kafkajs was loaded already without them. */
 function install(): void {
+  const paths = Object.keys(FIXES).map((id) => require.resolve(id));
   if (require.cache[require.resolve("kafkajs")] !== undefined) {
-    const installed = require.cache[require.resolve("kafkajs/src/consumer/filterAbortedMessages.js")];
-    if (installed?.exports === filterAborted) return;
+    if (paths.every((path) => (require.cache[path] as { [FIXED]?: true } | undefined)?.[FIXED])) return;
     throw new Error(
       "kafkajs was loaded before common/kafkajs-fixes.ts: import kafkajs only through common/kafka.ts",
     );
   }
   for (const [id, exports] of Object.entries(FIXES)) {
     const path = require.resolve(id);
-    const module = new Module(path);
+    const module = Object.assign(new Module(path), { [FIXED]: true });
     module.filename = path;
     module.loaded = true;
     module.exports = exports;
@@ -219,3 +224,6 @@ function install(): void {
 }
 
 install();
+
+/** kafkajs, loaded with the fixes in place. */
+export const kafkajs = require("kafkajs") as typeof import("kafkajs");

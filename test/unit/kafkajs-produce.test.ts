@@ -3,6 +3,7 @@
  * the same record bytes, and the same messages grouped the same way by partition. kafkajs's own
  * modules are compiled here from its package, beside the replacements installed in their place.
  */
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createRequire, Module } from "node:module";
 import { dirname } from "node:path";
@@ -47,6 +48,27 @@ describe("kafkajs produce fixes", () => {
   it("are what kafkajs loads", () => {
     expect(require("kafkajs/src/protocol/recordBatch/record/v0/index.js")).toBe(encodeRecord);
     expect(require("kafkajs/src/producer/groupMessagesPerPartition.js")).toBe(groupMessagesPerPartition);
+  });
+
+  it("are what kafkajs loads under Node's own ES module loader too (the worker as deployed)", () => {
+    // Node runs a CommonJS package an ES module imports before any ES module: the fixes hold only
+    // because common/kafka.ts takes kafkajs from common/kafkajs-fixes.ts after they are in place.
+    const code = `
+      import { createRequire } from "node:module";
+      import { Kafka } from "./common/kafka.ts";
+      import * as fixes from "./common/kafkajs-fixes.ts";
+      const require = createRequire(import.meta.url);
+      console.log(JSON.stringify({
+        kafka: typeof Kafka,
+        grouping: require("kafkajs/src/producer/groupMessagesPerPartition.js") === fixes.groupMessagesPerPartition,
+        record: require("kafkajs/src/protocol/recordBatch/record/v0/index.js") === fixes.encodeRecord,
+        filter: require("kafkajs/src/consumer/filterAbortedMessages.js") === fixes.filterAborted,
+      }));`;
+    const out = execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], {
+      cwd: new URL("../..", import.meta.url),
+      encoding: "utf8",
+    });
+    expect(JSON.parse(out)).toEqual({ kafka: "function", grouping: true, record: true, filter: true });
   });
 
   it("encode every record byte for byte as kafkajs does", () => {
