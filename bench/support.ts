@@ -54,7 +54,7 @@ export interface Outgoing {
   value: string;
 }
 
-/** Sends `messages` to the raw topic (acks=all), a few requests in flight. */
+/** Sends `messages` to the raw topic (acks=all), one request at a time. */
 export async function produce(
   env: Env,
   messages: Outgoing[],
@@ -65,14 +65,14 @@ export async function produce(
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
-    const chunk = 2000;
-    for (let i = 0; i < messages.length; i += chunk * 4) {
-      const sends = [];
-      for (let j = i; j < Math.min(messages.length, i + chunk * 4); j += chunk) {
-        sends.push(producer.send({ topic: rawTopic(env), acks: -1, messages: messages.slice(j, j + chunk) }));
-      }
-      await Promise.all(sends);
-      onProgress(Math.min(messages.length, i + chunk * 4));
+    // One send at a time: kafkajs's idempotent producer can lose or repeat messages when sends
+    // overlap (it numbers a send's batches when the send is made and takes the numbers back when
+    // its request fails); one bench run found 1,634 of 200,000 readings replaced by repeats of
+    // others in the raw topic.
+    const chunk = 8000;
+    for (let i = 0; i < messages.length; i += chunk) {
+      await producer.send({ topic: rawTopic(env), acks: -1, messages: messages.slice(i, i + chunk) });
+      onProgress(Math.min(messages.length, i + chunk));
     }
   } finally {
     await producer.disconnect();
