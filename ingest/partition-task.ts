@@ -115,6 +115,11 @@ export function emptyBatchOutput(): BatchOutput {
 const NO_ANOMALIES: Anomaly[] = [];
 /** The changelog key of the alert state of a rule and sensor. */
 const alertStateKey = (ruleId: string, sensorId: string) => `${ALERT_KEY}${ruleId}${SEP}${sensorId}`;
+
+/** Non-enumerable marks on an alert state object (JSON.stringify and deep equality leave them out). */
+const STATE_KEY = Symbol("changelog key");
+const MARKED_ROUND = Symbol("changelog round marked in");
+type Marked = AlertState & { [STATE_KEY]?: string; [MARKED_ROUND]?: number };
 const META_KEY = "meta";
 /** State-TTL timer keys: a sensor (its clock's `seen`); a field's detector key stands for itself. */
 const SENSOR_TTL_KEY = `s${SEP}`;
@@ -150,9 +155,10 @@ export class PartitionTask {
   private expiryStale = false;
   private readonly ttlMs: number;
   private readonly dirty = new Set<string>();
-  /** Alert states changed since the last changelog, and each state's changelog key. */
-  private readonly dirtyAlerts = new Set<AlertState>();
-  private readonly alertKeys = new WeakMap<AlertState, string>();
+  /** Alert states changed since the last changelog (each once; see alertState). */
+  private dirtyAlerts: AlertState[] = [];
+  /** Counts takeChangelog calls: the round in which an alert state was last marked. */
+  private round = 0;
   private readonly sensorKeys = new Map<string, SensorKeys>();
   /** The changelog's record format: a record per sensor (see sensor-records.ts). */
   private readonly records = new SensorRecords();
@@ -451,9 +457,16 @@ export class PartitionTask {
       state = newAlertState(rule);
       byRule.set(sensorId, state);
     }
-    // The state object itself is marked (no key made per reading); its key is made once.
-    if (!this.alertKeys.has(state)) this.alertKeys.set(state, alertStateKey(rule.id, sensorId));
-    this.dirtyAlerts.add(state);
+    // The state object itself carries its changelog key (made once) and the round it was last
+    // marked in, as properties JSON leaves out: a reading costs a property read, not a lookup.
+    const marked = state as Marked;
+    if (marked[MARKED_ROUND] !== this.round) {
+      if (marked[MARKED_ROUND] === undefined) {
+        Object.defineProperty(state, STATE_KEY, { value: alertStateKey(rule.id, sensorId) });
+        Object.defineProperty(state, MARKED_ROUND, { value: this.round, writable: true });
+      } else marked[MARKED_ROUND] = this.round;
+      this.dirtyAlerts.push(state);
+    }
     return state;
   }
 
@@ -556,13 +569,14 @@ export class PartitionTask {
     // Alert states marked by readings; one that is no longer its rule's and sensor's state (dropped
     // or replaced since) is left to the key-marked entries below, which write what holds now.
     for (const state of this.dirtyAlerts) {
-      const key = this.alertKeys.get(state) as string;
+      const key = (state as Marked)[STATE_KEY] as string;
       if (this.dirty.has(key)) continue;
       const [, ruleId = "", sensorId = ""] = key.split(SEP);
       if (this.alerts.get(ruleId)?.get(sensorId) === state)
         entries.push({ key, value: JSON.stringify(state) });
     }
-    this.dirtyAlerts.clear();
+    this.dirtyAlerts = [];
+    this.round++;
     for (const key of this.dirty) {
       if (key === META_KEY) {
         entries.push({

@@ -47,6 +47,10 @@ export interface Window {
   /** Its key among the sensor's windows, and its changelog key (after the prefix): made once. */
   key?: string;
   stateKey?: string;
+  /** Set once the window is dropped from its sensor's windows (the per-sensor cache checks it). */
+  gone?: boolean;
+  /** The changelog round in which it was last marked changed (each is marked once per round). */
+  round?: number;
 }
 
 /** The seed's window message on sensor-readings-aggregated. */
@@ -120,6 +124,8 @@ export class WindowStore {
   private readonly hot = new Map<string, { latest: Window[]; nextChange: number }>();
   private readonly clocks = new Map<string, SensorClock>();
   private readonly dirtyWindows = new Set<string>();
+  /** Counts takeChangelog calls: a window marked in the current round is not marked again. */
+  private round = 0;
   private readonly dirtySensors = new Set<string>();
   private count = 0;
 
@@ -185,7 +191,7 @@ export class WindowStore {
       const sizeMs = tiers[tier] as number;
       const start = windowStart(time, sizeMs);
       let w = latest[tier];
-      if (w === undefined || w.start !== start || w.key === undefined || mine.get(w.key) !== w) {
+      if (w === undefined || w.start !== start || w.key === undefined || w.gone === true) {
         const key = `${sizeMs}${SEP}${start}`;
         w = mine.get(key);
         if (w === undefined) {
@@ -207,8 +213,11 @@ export class WindowStore {
         w.tags = tags;
         w.tagsTime = time;
       }
-      w.stateKey ??= sensorId + SEP + w.key;
-      this.dirtyWindows.add(w.stateKey);
+      if (w.round !== this.round) {
+        w.round = this.round;
+        w.stateKey ??= sensorId + SEP + w.key;
+        this.dirtyWindows.add(w.stateKey);
+      }
       if (w.emitted > 0) {
         w.emitted++;
         emit(w);
@@ -254,6 +263,7 @@ export class WindowStore {
     clock: SensorClock,
   ): void {
     mine.delete(key);
+    w.gone = true;
     this.count--;
     this.dirtyWindows.add(sensorId + SEP + key);
     if (w.sizeMs === this.finest && w.start + w.sizeMs > clock.dropped) {
@@ -375,6 +385,7 @@ export class WindowStore {
       entries.push({ key: SENSOR_KEY + sensorId, value: this.clockValue(sensorId) });
     this.dirtyWindows.clear();
     this.dirtySensors.clear();
+    this.round++;
     return entries;
   }
 
