@@ -119,7 +119,8 @@ const alertStateKey = (ruleId: string, sensorId: string) => `${ALERT_KEY}${ruleI
 /** Non-enumerable marks on an alert state object (JSON.stringify and deep equality leave them out). */
 const STATE_KEY = Symbol("changelog key");
 const MARKED_ROUND = Symbol("changelog round marked in");
-type Marked = AlertState & { [STATE_KEY]?: string; [MARKED_ROUND]?: number };
+const TIMER_KEY = Symbol("deadman timer key");
+type Marked = AlertState & { [STATE_KEY]?: string; [MARKED_ROUND]?: number; [TIMER_KEY]?: string };
 const META_KEY = "meta";
 /** State-TTL timer keys: a sensor (its clock's `seen`); a field's detector key stands for itself. */
 const SENSOR_TTL_KEY = `s${SEP}`;
@@ -490,7 +491,13 @@ export class PartitionTask {
   }
 
   private scheduleDeadman(rule: AlertRule, sensorId: string, state: AlertState): void {
-    const key = `${rule.id}${SEP}${sensorId}`;
+    // The timer key, made once per state object (a fresh string per reading is hashed every time).
+    const marked = state as Marked;
+    let key = marked[TIMER_KEY];
+    if (key === undefined) {
+      key = `${rule.id}${SEP}${sensorId}`;
+      Object.defineProperty(state, TIMER_KEY, { value: key });
+    }
     const due = deadmanDeadline(rule, state);
     if (due === undefined) this.deadmen.delete(key);
     else this.deadmen.set(key, due);
