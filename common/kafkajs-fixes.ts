@@ -115,6 +115,19 @@ function writeUVarInt(buf: Buffer, at: number, u: number): number {
   return at;
 }
 
+/** The bytes of a varint-length-prefixed field (length -1: absent). */
+const lengthOf = (b: Buffer | null): number => (b === null ? 1 : sizeOfUVarInt(b.length * 2) + b.length);
+
+/** Writes a varint-length-prefixed field at `at`; returns the offset after it. */
+function putBytes(buf: Buffer, at: number, b: Buffer | null): number {
+  if (b === null) {
+    buf[at] = 1; // zigzag(-1)
+    return at + 1;
+  }
+  const end = writeUVarInt(buf, at, b.length * 2);
+  return end + b.copy(buf, end);
+}
+
 /** kafkajs's encoding of a key, value or header value: a Buffer as is, null as absent, else String(). */
 const asBytes = (v: Bytes): Buffer | null =>
   v == null ? null : Buffer.isBuffer(v) ? v : Buffer.from(String(v), "utf8");
@@ -137,7 +150,6 @@ export function encodeRecord({
   }
   const ts = zigzag(timestampDelta);
   const od = zigzag(offsetDelta);
-  const lengthOf = (b: Buffer | null) => (b === null ? 1 : sizeOfUVarInt(b.length * 2) + b.length);
   let body =
     1 + sizeOfUVarInt(ts) + sizeOfUVarInt(od) + lengthOf(k) + lengthOf(v) + sizeOfUVarInt(hs.length * 2);
   for (const [name, hv] of hs) body += lengthOf(name) + lengthOf(hv);
@@ -146,20 +158,12 @@ export function encodeRecord({
   buf[at++] = 0; // attributes: none used
   at = writeUVarInt(buf, at, ts);
   at = writeUVarInt(buf, at, od);
-  const put = (b: Buffer | null) => {
-    if (b === null) {
-      buf[at++] = 1; // zigzag(-1)
-      return;
-    }
-    at = writeUVarInt(buf, at, b.length * 2);
-    at += b.copy(buf, at);
-  };
-  put(k);
-  put(v);
+  at = putBytes(buf, at, k);
+  at = putBytes(buf, at, v);
   at = writeUVarInt(buf, at, hs.length * 2);
   for (const [name, hv] of hs) {
-    put(name);
-    put(hv);
+    at = putBytes(buf, at, name);
+    at = putBytes(buf, at, hv);
   }
   if (at !== buf.length) throw new Error(`record encoded to ${at} bytes, sized ${buf.length}`);
   return { buf, buffer: buf };
