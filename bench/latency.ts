@@ -9,7 +9,7 @@
  * must be in InfluxDB.
  */
 import { influxConfig } from "../common/config.js";
-import { createInflux } from "../common/influx.js";
+import { createInflux, type InfluxDB, v1Database } from "../common/influx.js";
 import { Partitioners, withAdmin } from "../common/kafka.js";
 import { MEASUREMENTS } from "../common/topics.js";
 import { DEFAULT_SIMULATION, simulate } from "../ingest/simulation.js";
@@ -40,14 +40,15 @@ const WARM_UP_SECONDS = 5;
 
 async function produceAndWatch(env: Env, rate: number, seconds: number, onProgress: (text: string) => void) {
   const config = influxConfig(env);
-  const query = createInflux(config).getQueryApi(config.org);
+  const influx = createInflux(config);
+  const query = influx.getQueryApi(config.org);
   const producer = kafkaFor(env).producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const chunks: Chunk[] = [];
   const perChunk = Math.max(1, Math.round((rate * CHUNK_MS) / 1000));
   const chunkCount = Math.max(1, Math.round((seconds * 1000) / CHUNK_MS));
-  const sends: Promise<unknown>[] = [];
-  let last: Promise<unknown> = Promise.resolve();
+  // The sends, chained: each one after those before it.
+  let sent: Promise<unknown> = Promise.resolve();
   // Each sensor's partition is worked out once, with the producer's default partitioner, and given
   // with its messages: the load generator shares the worker's 2 cores, and hashing every key again
   // (kafkajs's murmur2) cost it more CPU than the whole InfluxDB write path of the run.
@@ -90,8 +91,7 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
       chunks.push({ eventTime, size: perChunk, producedAt });
       // Handed over now; sent after the sends before it (kafkajs's idempotent producer can lose or
       // repeat messages when sends overlap). Time queued in the producer counts in the latency.
-      last = last.then(() => producer.send({ topic: rawTopic(env), acks: -1, messages }));
-      sends.push(last);
+      sent = sent.then(() => producer.send({ topic: rawTopic(env), acks: -1, messages }));
     }
     producing = false;
   };
@@ -104,7 +104,7 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
   // and the same question cost InfluxDB 6.6 ms of CPU in InfluxQL against 13.0 ms in Flux.
   const probes = probeSensors(partitionOf, partitions);
   const probeFilter = probes.map((p) => `sensor_id = '${p}'`).join(" OR ");
-  const database = await influxqlDatabase(env);
+  const database = await v1Database(config);
   const watch = async () => {
     const deadline = Date.now() + seconds * 1000 + 60_000;
     while (Date.now() < deadline) {
@@ -116,8 +116,8 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
       }
       const from = (pending[0] as Chunk).eventTime;
       const to = (pending.at(-1) as Chunk).eventTime + 1;
-      const times = await influxql(
-        env,
+      const times = await influxqlTimes(
+        influx,
         database,
         `SELECT temperature FROM ${MEASUREMENTS.readings} WHERE (${probeFilter}) AND time >= ${from}ms AND time < ${to}ms`,
       );
@@ -134,7 +134,7 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
   const started = Date.now();
   try {
     await Promise.all([produceAll(), watch()]);
-    await Promise.all(sends);
+    await sent;
   } finally {
     await producer.disconnect();
   }
@@ -155,56 +155,15 @@ async function produceAndWatch(env: Env, rate: number, seconds: number, onProgre
   return { chunks, perChunk, polls, elapsedMs: Date.now() - started };
 }
 
-/** Maps a v1 database name to the bucket (InfluxDB 2's DBRP mapping), for the poller's InfluxQL. */
-async function influxqlDatabase(env: Env): Promise<string> {
-  const config = influxConfig(env);
-  const api = async <T>(path: string, init: RequestInit = {}): Promise<T> => {
-    const res = await fetch(`${config.url}${path}`, {
-      ...init,
-      headers: { Authorization: `Token ${config.token}`, "content-type": "application/json" },
-    });
-    if (!res.ok) throw new Error(`InfluxDB ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as T;
-  };
-  const orgs = await api<{ orgs: { id: string }[] }>(`/api/v2/orgs?org=${encodeURIComponent(config.org)}`);
-  const buckets = await api<{ buckets: { id: string }[] }>(
-    `/api/v2/buckets?name=${encodeURIComponent(config.bucket)}&org=${encodeURIComponent(config.org)}`,
-  );
-  const orgID = orgs.orgs[0]?.id;
-  const bucketID = buckets.buckets[0]?.id;
-  if (orgID === undefined || bucketID === undefined)
-    throw new Error(`no bucket ${config.bucket} in ${config.org}`);
-  const mapped = await api<{ content: { database: string }[] }>(
-    `/api/v2/dbrps?orgID=${orgID}&bucketID=${bucketID}`,
-  );
-  const existing = mapped.content[0]?.database;
-  if (existing !== undefined) return existing;
-  await api("/api/v2/dbrps", {
-    method: "POST",
-    body: JSON.stringify({
-      orgID,
-      bucketID,
-      database: config.bucket,
-      retention_policy: "autogen",
-      default: true,
-    }),
-  });
-  return config.bucket;
-}
-
 /** The times (epoch ms) of the points an InfluxQL query returns. */
-async function influxql(env: Env, database: string, q: string): Promise<number[]> {
-  const config = influxConfig(env);
-  const res = await fetch(
-    `${config.url}/query?db=${encodeURIComponent(database)}&epoch=ms&q=${encodeURIComponent(q)}`,
-    { headers: { Authorization: `Token ${config.token}` } },
-  );
-  const body = (await res.json()) as {
-    results?: { error?: string; series?: { values: [number, ...unknown[]][] }[] }[];
-    error?: string;
-  };
-  const error = body.error ?? body.results?.[0]?.error;
-  if (!res.ok || error !== undefined) throw new Error(`InfluxQL ${q}: ${res.status} ${error ?? ""}`);
+async function influxqlTimes(influx: InfluxDB, database: string, q: string): Promise<number[]> {
+  const body = (await influx.transport.request(
+    `/query?db=${encodeURIComponent(database)}&epoch=ms&q=${encodeURIComponent(q)}`,
+    null,
+    { method: "GET" },
+  )) as { results?: { error?: string; series?: { values: [number, ...unknown[]][] }[] }[] };
+  const error = body.results?.[0]?.error;
+  if (error !== undefined) throw new Error(`InfluxQL ${q}: ${error}`);
   return (body.results?.[0]?.series ?? []).flatMap((s) => s.values.map((v) => v[0]));
 }
 

@@ -2,7 +2,7 @@ import { HttpError, InfluxDB } from "@influxdata/influxdb-client";
 import type { InfluxConfig } from "./config.js";
 import { errorChain, tlsProblem } from "./tls.js";
 
-export type { QueryApi, WriteApi } from "@influxdata/influxdb-client";
+export type { InfluxDB, QueryApi, WriteApi } from "@influxdata/influxdb-client";
 export {
   flux,
   fluxDateTime,
@@ -127,6 +127,35 @@ function defaultShardGroupMs(retentionMs: number): number {
   if (retentionMs === 0 || retentionMs > 180 * day) return 7 * day;
   if (retentionMs < 2 * day) return 3_600_000;
   return day;
+}
+
+/**
+ * The InfluxQL (v1) database name that reads the configured bucket, mapped (a DBRP mapping) when
+ * the bucket has none yet.
+ */
+export async function v1Database(config: InfluxConfig): Promise<string> {
+  const orgID = await orgId(config);
+  const found = (await influxApi(
+    config,
+    "GET",
+    `/api/v2/buckets?orgID=${orgID}&name=${encodeURIComponent(config.bucket)}`,
+  )) as { buckets?: { id: string }[] };
+  const bucketID = found.buckets?.[0]?.id;
+  if (bucketID === undefined)
+    throw new Error(`InfluxDB has no bucket named ${JSON.stringify(config.bucket)}`);
+  const mapped = (await influxApi(config, "GET", `/api/v2/dbrps?orgID=${orgID}&bucketID=${bucketID}`)) as {
+    content?: { database: string }[];
+  };
+  const existing = mapped.content?.[0]?.database;
+  if (existing !== undefined) return existing;
+  await influxApi(config, "POST", "/api/v2/dbrps", {
+    orgID,
+    bucketID,
+    database: config.bucket,
+    retention_policy: "autogen",
+    default: true,
+  });
+  return config.bucket;
 }
 
 /** Each existing bucket's layout (retention and shard group span); missing buckets are left out. */

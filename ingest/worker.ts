@@ -379,7 +379,8 @@ export class IngestWorker {
       if (pipeline.failed || pipeline.backlog >= MAX_UNWRITTEN) continue;
       const due = task.nextDeadline();
       // Processed batches that no later batch came to commit.
-      const openDue = pipeline.openSince !== undefined && this.commitDue(pipeline);
+      const openDue =
+        pipeline.openSince !== undefined && pipeline.commitDue(this.options.commitIntervalMs ?? 0);
       if (!task.rulesChanged(rules) && (due === undefined || due > now) && !openDue) continue;
       const out = task.tick(now, rules);
       const outputs = this.outputs(partition, [], out);
@@ -400,17 +401,6 @@ export class IngestWorker {
         commit: { changelog: this.changelog(partition, task), offset: pipeline.processedOffset },
       });
     }
-  }
-
-  /**
-   * Whether the batches processed since the pipeline's last commit point (the one just processed
-   * included) are due for one: once they are a commit interval old. Batches share a commit: fewer
-   * transactions, and a state key changed by several batches goes to the changelog once (at 10,000
-   * readings/s a commit a second wrote about as many changelog records as readings came in).
-   */
-  private commitDue(pipeline: PartitionPipeline): boolean {
-    const now = performance.now();
-    return now - (pipeline.openSince ?? now) + pipeline.commitLeadMs >= (this.options.commitIntervalMs ?? 0);
   }
 
   private async handleBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
@@ -471,13 +461,14 @@ export class IngestWorker {
     pipeline.processedOffset = nextOffset;
     const lag = Number(BigInt(batch.highWatermark) - BigInt(nextOffset));
     // The batch that ends a backlog commits at once (the backlog's last outputs and offsets wait for
-    // nothing more); a steady stream that keeps up commits on the clock (commitDue).
+    // nothing more); a steady stream that keeps up commits on the clock (PartitionPipeline.commitDue).
     const endOfBacklog = lag <= 0 && pipeline.backlogged;
     // Behind: more waits than the batch brought, or the fetch was cut by its size limit.
     pipeline.backlogged =
       lag > 0 &&
       (lag >= messages.length || 2 * fetched >= (this.options.maxBytesPerPartition ?? 1024 * 1024));
-    const commitPoint = !this.running || endOfBacklog || this.commitDue(pipeline);
+    const commitPoint =
+      !this.running || endOfBacklog || pipeline.commitDue(this.options.commitIntervalMs ?? 0);
     pipeline.push({
       lines: out.lines,
       offset: nextOffset,
@@ -526,50 +517,53 @@ export class IngestWorker {
     if (existing !== undefined && existing.task === pending) return existing;
     const owned = () =>
       this.consumer === consumer && this.assigned.has(partition) && this.tasks.get(partition) === pending;
-    const pipeline: PartitionPipeline = new PartitionPipeline(pending, {
-      write: (lines) =>
-        this.writer.write(lines, {
-          // The consumer heartbeats on its own between fetches: a write holds no batch open.
-          heartbeat: async () => {},
-          shouldContinue: () => this.running && owned(),
-          onRetry: (attempt, delayMs, _error, failure) => {
-            this.options.metrics?.writeRetries.inc();
-            const cause = failure.action === "retry" ? failure.cause : "rejected";
-            this.options.metrics?.writeFailures.inc({ cause });
-            const context = { attempt, delayMs, cause, error: failure.message, partition };
-            if (CONFIGURATION_CAUSES.has(cause as never)) {
-              this.options.logger.error(
-                context,
-                "InfluxDB refuses the worker's writes (token, permissions, org or bucket): holding the offsets and retrying",
-              );
-            } else {
-              this.options.logger.warn(context, "InfluxDB write failed; holding the offsets and retrying");
-            }
-          },
-        }),
-      afterWrite: (offset) => afterWriteFaultPoint(partition, offset, () => this.running),
-      commit: async (outputs, changelog, offset) => {
-        // Taken away while it was written: the new owner replays it (the points are identical).
-        if (!owned()) throw new PartitionLeft(partition);
-        let bytes = 0;
-        for (const m of changelog) {
-          bytes += Buffer.byteLength(m.key as string);
-          if (typeof m.value === "string") bytes += Buffer.byteLength(m.value);
-        }
-        await this.producers.commit(
-          partition,
-          [...outputs, { topic: this.topics.state, messages: changelog }],
-          offset === undefined
-            ? undefined
-            : { groupId: this.options.groupId, topic: this.topics.raw, offset },
-        );
-        this.options.metrics?.changelogBytes.inc(bytes);
+    const pipeline: PartitionPipeline = new PartitionPipeline(
+      pending,
+      {
+        write: (lines) =>
+          this.writer.write(lines, {
+            // The consumer heartbeats on its own between fetches: a write holds no batch open.
+            heartbeat: async () => {},
+            shouldContinue: () => this.running && owned(),
+            onRetry: (attempt, delayMs, _error, failure) => {
+              this.options.metrics?.writeRetries.inc();
+              const cause = failure.action === "retry" ? failure.cause : "rejected";
+              this.options.metrics?.writeFailures.inc({ cause });
+              const context = { attempt, delayMs, cause, error: failure.message, partition };
+              if (CONFIGURATION_CAUSES.has(cause as never)) {
+                this.options.logger.error(
+                  context,
+                  "InfluxDB refuses the worker's writes (token, permissions, org or bucket): holding the offsets and retrying",
+                );
+              } else {
+                this.options.logger.warn(context, "InfluxDB write failed; holding the offsets and retrying");
+              }
+            },
+          }),
+        afterWrite: (offset) => afterWriteFaultPoint(partition, offset, () => this.running),
+        commit: async (outputs, changelog, offset) => {
+          // Taken away while it was written: the new owner replays it (the points are identical).
+          if (!owned()) throw new PartitionLeft(partition);
+          let bytes = 0;
+          for (const m of changelog) {
+            bytes += Buffer.byteLength(m.key as string);
+            if (typeof m.value === "string") bytes += Buffer.byteLength(m.value);
+          }
+          await this.producers.commit(
+            partition,
+            [...outputs, { topic: this.topics.state, messages: changelog }],
+            offset === undefined
+              ? undefined
+              : { groupId: this.options.groupId, topic: this.topics.raw, offset },
+          );
+          this.options.metrics?.changelogBytes.inc(bytes);
+        },
+        committed: (transitions) => this.notifier.notify(transitions),
+        failed: (err) => this.pipelineFailed(consumer, partition, pipeline, err, owned()),
       },
-      committed: (transitions) => this.notifier.notify(transitions),
-      failed: (err) => this.pipelineFailed(consumer, partition, pipeline, err, owned()),
-    });
-    // Spread over the interval by partition number (golden-ratio steps, even for any partition count).
-    pipeline.commitLeadMs = ((partition * 0.6180339887) % 1) * (this.options.commitIntervalMs ?? 0);
+      // Spread over the interval by partition number (golden-ratio steps, even for any partition count).
+      ((partition * 0.6180339887) % 1) * (this.options.commitIntervalMs ?? 0),
+    );
     this.pipelines.set(partition, pipeline);
     return pipeline;
   }
