@@ -14,7 +14,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Kafka, Message, Producer } from "../common/kafka.js";
-import { bySize, SEND_BYTES } from "./outputs.js";
+import { produceRequests } from "./outputs.js";
 
 export const MARKER_KEY = "__restore_marker__";
 
@@ -67,16 +67,10 @@ export class TransactionalProducers {
     let transaction: Awaited<ReturnType<Producer["transaction"]>> | undefined;
     try {
       transaction = await producer.transaction();
-      // kafkajs puts everything one send() holds for a partition into one record batch, which the
-      // broker refuses above the topic's max.message.bytes: sends of at most SEND_BYTES keep each
-      // one small (a larger message goes alone).
-      const sends: Promise<unknown>[] = [];
-      for (const { topic, messages } of outputs) {
-        for (const chunk of bySize(messages, SEND_BYTES)) {
-          sends.push((transaction as NonNullable<typeof transaction>).send({ topic, messages: chunk }));
-        }
+      // Record batches the broker accepts, in as few produce requests as that allows.
+      for (const topicMessages of produceRequests(outputs)) {
+        await (transaction as NonNullable<typeof transaction>).sendBatch({ topicMessages });
       }
-      await Promise.all(sends);
       if (offsets !== undefined) {
         await transaction.sendOffsets({
           consumerGroupId: offsets.groupId,

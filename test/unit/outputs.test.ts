@@ -6,6 +6,7 @@ import {
   deadLetterMessage,
   fitMessage,
   lateMessage,
+  produceRequests,
   SEND_BYTES,
   sizeOf,
   uniqueBySource,
@@ -118,5 +119,39 @@ describe("sizeOf and bySize", () => {
       { numRuns: 300 },
     );
     expect(SEND_BYTES).toBeLessThan(1024 * 1024);
+  });
+
+  it("puts a transaction's topics into as few produce requests as the per-topic limit allows, in order", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(fc.integer({ min: 0, max: 3000 }), { maxLength: 40 }), { maxLength: 5 }),
+        fc.integer({ min: 100, max: 10_000 }),
+        (topics, limit) => {
+          const outputs = topics.map((lengths, t) => ({
+            topic: `t${t}`,
+            messages: lengths.map((n, i): Message => ({ key: `${t}-${i}`, value: "x".repeat(n) })),
+          }));
+          const requests = produceRequests(outputs, limit);
+          // Every topic's messages, in order, nothing lost or added.
+          for (const { topic, messages } of outputs) {
+            const sent = requests.flatMap((r) =>
+              r.filter((m) => m.topic === topic).flatMap((m) => m.messages),
+            );
+            expect(sent).toEqual(messages);
+          }
+          // As many requests as the topic needing the most runs, each topic at most once per request.
+          const most = Math.max(0, ...outputs.map((o) => bySize(o.messages, limit).length));
+          expect(requests.length).toBe(most);
+          for (const request of requests) {
+            expect(new Set(request.map((m) => m.topic)).size).toBe(request.length);
+            for (const { messages } of request) {
+              const total = messages.reduce((s, m) => s + sizeOf(m), 0);
+              if (messages.length > 1) expect(total).toBeLessThanOrEqual(limit);
+            }
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
