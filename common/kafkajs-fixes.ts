@@ -26,6 +26,11 @@
  *   a chain of growing writes, with varlongs through a 64-bit Long object. Here each record is
  *   sized first and written once into a buffer of exactly its size.
  * Every process here produces: the worker its outputs and changelog, the bench its load.
+ *
+ * 3. Consuming without per-record 64-bit objects (protocol/recordBatch/record/v0/decoder.js): kafkajs
+ *    read each record's timestamp delta as a Long, bit by bit, and added it and the offset delta to
+ *    Longs parsed from the batch's strings; a third of everything the worker allocated was that. Here
+ *    the deltas are plain numbers and the sums exact integers (BigInt past 2^53), the same record.
  */
 import { createRequire, Module } from "node:module";
 
@@ -198,11 +203,130 @@ export function groupMessagesPerPartition<M>({
   return out;
 }
 
+/** kafkajs's Decoder over one record's bytes: what its record decoder reads with. */
+export interface RecordDecoder {
+  buffer: Buffer;
+  offset: number;
+  readInt8(): number;
+  readVarInt(): number;
+  readVarIntBytes(): Buffer | null;
+  readVarIntString(): string | null;
+}
+
+/** What kafkajs's record batch decoder tells each record about its batch. */
+export interface RecordBatchContext {
+  firstOffset: string;
+  firstTimestamp: string;
+  magicByte?: number;
+  isControlBatch?: boolean;
+  timestampType?: number;
+  maxTimestamp?: string;
+}
+
+export interface DecodedRecord {
+  magicByte: number | undefined;
+  attributes: number;
+  timestamp: string;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, Buffer | null | (Buffer | null)[]>;
+  isControlRecord: boolean;
+  batchContext: RecordBatchContext;
+}
+
+const LOG_APPEND_TIME = 1;
+
+/** A zigzag varlong: a number while 7 bytes hold it (49 bits, exact), else a BigInt. */
+function readVarLong(decoder: RecordDecoder): number | bigint {
+  const { buffer } = decoder;
+  const start = decoder.offset;
+  let at = start;
+  let u = 0;
+  let scale = 1;
+  for (let i = 0; i < 7; i++) {
+    const b = buffer[at++];
+    if (b === undefined) throw new RangeError("record ends inside a varlong");
+    u += (b & 0x7f) * scale;
+    if (b < 0x80) {
+      decoder.offset = at;
+      return u % 2 === 0 ? u / 2 : -(u + 1) / 2;
+    }
+    scale *= 128;
+  }
+  let big = 0n;
+  at = start;
+  for (let shift = 0n; ; shift += 7n) {
+    if (shift > 63n) throw new RangeError("varlong longer than 10 bytes");
+    const b = buffer[at++];
+    if (b === undefined) throw new RangeError("record ends inside a varlong");
+    big |= BigInt(b & 0x7f) << shift;
+    if (b < 0x80) break;
+  }
+  decoder.offset = at;
+  return BigInt.asIntN(64, (big >> 1n) ^ -(big & 1n));
+}
+
+/** `base + delta` as kafkajs's Long gives it: the exact sum in decimal (its BigInt never wraps). */
+function plus(base: string, delta: number | bigint): string {
+  if (typeof delta === "number") {
+    const b = Number(base);
+    const sum = b + delta;
+    if (Number.isSafeInteger(b) && Number.isSafeInteger(sum)) return String(sum);
+  }
+  return (BigInt(base) + BigInt(delta)).toString();
+}
+
+/** One record of a record batch (Kafka's record format v2), the object kafkajs's decoder makes. */
+export function decodeRecord(decoder: RecordDecoder, batchContext: RecordBatchContext): DecodedRecord {
+  const {
+    firstOffset,
+    firstTimestamp,
+    magicByte,
+    isControlBatch = false,
+    timestampType,
+    maxTimestamp,
+  } = batchContext;
+  const attributes = decoder.readInt8();
+  const timestampDelta = readVarLong(decoder);
+  const timestamp =
+    timestampType === LOG_APPEND_TIME && maxTimestamp ? maxTimestamp : plus(firstTimestamp, timestampDelta);
+  const offset = plus(firstOffset, decoder.readVarInt());
+  const key = decoder.readVarIntBytes();
+  const value = decoder.readVarIntBytes();
+  const headers: DecodedRecord["headers"] = {};
+  const count = decoder.readVarInt();
+  for (let i = 0; i < count; i++) {
+    const name = decoder.readVarIntString() as string;
+    const one = decoder.readVarIntBytes();
+    const seen = Object.hasOwn(headers, name) ? headers[name] : undefined;
+    const next = seen === undefined ? one : Array.isArray(seen) ? [...seen, one] : [seen, one];
+    Object.defineProperty(headers, name, {
+      value: next,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return {
+    magicByte,
+    attributes,
+    timestamp,
+    offset,
+    key,
+    value,
+    headers,
+    isControlRecord: isControlBatch,
+    batchContext,
+  };
+}
+
 /** The kafkajs modules replaced, by path inside the package. */
 const FIXES: Record<string, unknown> = {
   "kafkajs/src/consumer/filterAbortedMessages.js": filterAborted,
   "kafkajs/src/producer/groupMessagesPerPartition.js": groupMessagesPerPartition,
   "kafkajs/src/protocol/recordBatch/record/v0/index.js": encodeRecord,
+  "kafkajs/src/protocol/recordBatch/record/v0/decoder.js": decodeRecord,
 };
 
 /** Marks the module objects this installs: a second copy of this module (a test runner's) finds them. */
