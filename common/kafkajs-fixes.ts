@@ -25,6 +25,9 @@
  * - protocol/recordBatch/record/v0 made each record in a fresh zero-filled 512-byte buffer through
  *   a chain of growing writes, with varlongs through a 64-bit Long object. Here each record is
  *   sized first and written once into a buffer of exactly its size.
+ * - producer/partitioners/default/murmur2.js hashed each keyed message's key (the worker's windows
+ *   and alerts, keyed by sensor) in 64-bit Long objects, several per byte quad. Here the same Java
+ *   murmur2 runs in 32-bit integer arithmetic, which is what Java's does: the same partitions.
  * Every process here produces: the worker its outputs and changelog, the bench its load.
  *
  * 3. Consuming without per-record 64-bit objects (protocol/recordBatch/record/v0/decoder.js): kafkajs
@@ -203,6 +206,35 @@ export function groupMessagesPerPartition<M>({
   return out;
 }
 
+const MURMUR_M = 0x5bd1e995;
+
+/** Kafka's murmur2 of a message key (Java's Utils.murmur2, as kafkajs's default partitioner calls it). */
+export function murmur2(key: Bytes): number {
+  const data = Buffer.isBuffer(key) ? key : Buffer.from(String(key));
+  const length = data.length;
+  let h = 0x9747b28c ^ length;
+  const quads = length & ~3;
+  for (let i = 0; i < quads; i += 4) {
+    let k = data.readInt32LE(i);
+    k = Math.imul(k, MURMUR_M);
+    k ^= k >>> 24;
+    k = Math.imul(k, MURMUR_M);
+    h = Math.imul(h, MURMUR_M) ^ k;
+  }
+  // The tail bytes, last first, then one multiply (Java's switch falls through its cases).
+  const tail = length & 3;
+  if (tail > 0) {
+    if (tail === 3) h ^= data.readUInt8(quads + 2) << 16;
+    if (tail >= 2) h ^= data.readUInt8(quads + 1) << 8;
+    h ^= data.readUInt8(quads);
+    h = Math.imul(h, MURMUR_M);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, MURMUR_M);
+  h ^= h >>> 15;
+  return h | 0;
+}
+
 /** kafkajs's Decoder over one record's bytes: what its record decoder reads with. */
 export interface RecordDecoder {
   buffer: Buffer;
@@ -327,6 +359,7 @@ const FIXES: Record<string, unknown> = {
   "kafkajs/src/producer/groupMessagesPerPartition.js": groupMessagesPerPartition,
   "kafkajs/src/protocol/recordBatch/record/v0/index.js": encodeRecord,
   "kafkajs/src/protocol/recordBatch/record/v0/decoder.js": decodeRecord,
+  "kafkajs/src/producer/partitioners/default/murmur2.js": murmur2,
 };
 
 /** Marks the module objects this installs: a second copy of this module (a test runner's) finds them. */

@@ -17,6 +17,7 @@ import {
   type EncodedRecord,
   encodeRecord,
   groupMessagesPerPartition,
+  murmur2,
   type OutgoingRecord,
 } from "../../common/kafkajs-fixes.js";
 
@@ -41,6 +42,7 @@ const kafkajsDecode = original<typeof decodeRecord>("kafkajs/src/protocol/record
 const Decoder = require("kafkajs/src/protocol/decoder.js") as new (
   buffer: Buffer,
 ) => Parameters<typeof decodeRecord>[0];
+const kafkajsMurmur2 = original<typeof murmur2>("kafkajs/src/producer/partitioners/default/murmur2.js");
 const kafkajsGroup = original<typeof groupMessagesPerPartition>(
   "kafkajs/src/producer/groupMessagesPerPartition.js",
 );
@@ -55,6 +57,7 @@ describe("kafkajs record fixes", () => {
   it("are what kafkajs loads", () => {
     expect(require("kafkajs/src/protocol/recordBatch/record/v0/index.js")).toBe(encodeRecord);
     expect(require("kafkajs/src/protocol/recordBatch/record/v0/decoder.js")).toBe(decodeRecord);
+    expect(require("kafkajs/src/producer/partitioners/default/murmur2.js")).toBe(murmur2);
     expect(require("kafkajs/src/producer/groupMessagesPerPartition.js")).toBe(groupMessagesPerPartition);
   });
 
@@ -165,6 +168,24 @@ describe("kafkajs record fixes", () => {
   it("encode a record given no optional fields as kafkajs does", () => {
     const record = { key: "sensor_1", value: '{"temperature":21.5}' };
     expect(encodeRecord(record).buffer).toEqual(kafkajsRecord(record).buffer);
+  });
+
+  it("hash every key to the partition kafkajs's (and Java's) default partitioner picks", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          bytes.filter((b) => b !== null),
+          fc.string({ maxLength: 40 }),
+        ),
+        (key) => {
+          expect(murmur2(key as Buffer | string)).toBe(kafkajsMurmur2(key as Buffer | string));
+        },
+      ),
+      { numRuns: 5000 },
+    );
+    // Java's Utils.murmur2 of "21" and of the empty key.
+    expect(murmur2("21")).toBe(-973932308);
+    expect(murmur2("")).toBe(275646681);
   });
 
   it("group messages by partition, each partition's in send order, as kafkajs does", () => {
