@@ -28,6 +28,11 @@
  * - producer/partitioners/default/murmur2.js hashed each keyed message's key (the worker's windows
  *   and alerts, keyed by sensor) in 64-bit Long objects, several per byte quad. Here the same Java
  *   murmur2 runs in 32-bit integer arithmetic, which is what Java's does: the same partitions.
+ * - protocol/requests/produce/v3/request.js (every produce version kafkajs uses builds on it) copied
+ *   each message into a new object before encoding it as a record. Here the record is encoded
+ *   straight from the message.
+ * - protocol/recordBatch/crc32C computed each record batch's checksum a byte at a time. Here the
+ *   same CRC-32C runs eight bytes a step (slicing-by-8), about four times the pace.
  * Every process here produces: the worker its outputs and changelog, the bench its load.
  *
  * 3. Consuming without per-record 64-bit objects (protocol/recordBatch/record/v0/decoder.js): kafkajs
@@ -235,6 +240,163 @@ export function murmur2(key: Bytes): number {
   return h | 0;
 }
 
+/** A message of a produce request, as kafkajs's producer hands it on. */
+interface ProduceMessage {
+  key?: Bytes;
+  value?: Bytes;
+  headers?: Record<string, Bytes | Bytes[]>;
+  timestamp?: number | string | null;
+}
+
+interface ProducePartition {
+  partition: number;
+  firstSequence?: number;
+  messages: ProduceMessage[];
+}
+
+interface ProduceRequestArgs {
+  acks: number;
+  timeout: number;
+  transactionalId?: string | null;
+  producerId?: unknown;
+  producerEpoch?: number;
+  compression?: number;
+  topicData: { topic: string; partitions: ProducePartition[] }[];
+}
+
+/** A kafkajs Encoder: what its protocol modules write with (only what is used here). */
+interface KafkaEncoder {
+  buf: Buffer;
+  buffer: Buffer;
+  size(): number;
+  writeInt16(v: number): KafkaEncoder;
+  writeInt32(v: number): KafkaEncoder;
+  writeString(v: string | null): KafkaEncoder;
+  writeArray(v: unknown[]): KafkaEncoder;
+  writeEncoder(v: KafkaEncoder): KafkaEncoder;
+}
+
+/** kafkajs's produce request v3 (Kafka's Produce v3: transactional id, acks, timeout, topic data). */
+export function produceRequestV3({
+  acks,
+  timeout,
+  transactionalId = null,
+  producerId,
+  producerEpoch = 0,
+  compression,
+  topicData,
+}: ProduceRequestArgs) {
+  // Loaded on first use: these kafkajs modules must load after the fixes are in place.
+  const Encoder = require("kafkajs/src/protocol/encoder.js") as new () => KafkaEncoder;
+  const { RecordBatch } = require("kafkajs/src/protocol/recordBatch/v0/index.js") as {
+    RecordBatch(args: Record<string, unknown>): Promise<KafkaEncoder>;
+  };
+  const Long = require("kafkajs/src/utils/long.js") as { fromInt(n: number): unknown };
+  const { Types } = require("kafkajs/src/protocol/message/compression/index.js") as {
+    Types: { None: number };
+  };
+  const id = producerId ?? Long.fromInt(-1);
+  const codec = compression ?? Types.None;
+  const encodePartition = async ({ partition, messages, firstSequence }: ProducePartition) => {
+    const dateNow = Date.now();
+    const timestamps = messages
+      .map((m) => m.timestamp)
+      .filter((t) => t != null)
+      .sort();
+    const firstTimestamp = timestamps.length === 0 ? dateNow : timestamps[0];
+    const maxTimestamp = timestamps.length === 0 ? dateNow : timestamps[timestamps.length - 1];
+    const records = new Array<EncodedRecord>(messages.length);
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i] as ProduceMessage;
+      records[i] = encodeRecord({
+        offsetDelta: i,
+        timestampDelta: Number(m.timestamp || dateNow) - Number(firstTimestamp),
+        key: m.key,
+        value: m.value,
+        headers: m.headers,
+      });
+    }
+    const recordBatch = await RecordBatch({
+      compression: codec,
+      records,
+      firstTimestamp,
+      maxTimestamp,
+      producerId: id,
+      producerEpoch,
+      firstSequence,
+      transactional: !!transactionalId,
+      lastOffsetDelta: records.length - 1,
+    });
+    return new Encoder().writeInt32(partition).writeInt32(recordBatch.size()).writeEncoder(recordBatch);
+  };
+  return {
+    apiKey: 0,
+    apiVersion: 3,
+    apiName: "Produce",
+    expectResponse: () => acks !== 0,
+    encode: async () => {
+      const topics: KafkaEncoder[] = [];
+      for (const { topic, partitions } of topicData) {
+        const encoded: KafkaEncoder[] = [];
+        for (const p of partitions) encoded.push(await encodePartition(p));
+        topics.push(new Encoder().writeString(topic).writeArray(encoded));
+      }
+      return new Encoder()
+        .writeString(transactionalId)
+        .writeInt16(acks)
+        .writeInt32(timeout)
+        .writeArray(topics);
+    },
+  };
+}
+
+/**
+ * CRC-32C (Castagnoli, reflected 0x82f63b78) tables for slicing-by-8, one after another in one array
+ * (entry k * 256 + b of table k): V8 reads one typed array faster than eight.
+ */
+const CRC_TABLE: Int32Array = (() => {
+  const t = new Int32Array(8 * 256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    t[n] = c;
+  }
+  for (let i = 256; i < t.length; i++) {
+    const prev = t[i - 256] as number;
+    t[i] = (prev >>> 8) ^ (t[prev & 0xff] as number);
+  }
+  return t;
+})();
+
+/** The CRC-32C of `buffer` as an unsigned 32-bit number: what a record batch header carries. */
+export function crc32c(buffer: Uint8Array): number {
+  // Every index below is inside its array: the reads are numbers (the casts only tell TypeScript).
+  const t = CRC_TABLE;
+  const b = buffer;
+  let crc = -1;
+  let i = 0;
+  const whole = b.length - (b.length % 8);
+  for (; i < whole; i += 8) {
+    const lo =
+      crc ^
+      ((b[i] as number) |
+        ((b[i + 1] as number) << 8) |
+        ((b[i + 2] as number) << 16) |
+        ((b[i + 3] as number) << 24));
+    crc =
+      (t[1792 + (lo & 0xff)] as number) ^
+      (t[1536 + ((lo >>> 8) & 0xff)] as number) ^
+      (t[1280 + ((lo >>> 16) & 0xff)] as number) ^
+      (t[1024 + (lo >>> 24)] as number) ^
+      (t[768 + (b[i + 4] as number)] as number) ^
+      (t[512 + (b[i + 5] as number)] as number) ^
+      (t[256 + (b[i + 6] as number)] as number) ^
+      (t[b[i + 7] as number] as number);
+  }
+  for (; i < b.length; i++) crc = (t[(crc ^ (b[i] as number)) & 0xff] as number) ^ (crc >>> 8);
+  return (crc ^ -1) >>> 0;
+}
+
 /** kafkajs's Decoder over one record's bytes: what its record decoder reads with. */
 export interface RecordDecoder {
   buffer: Buffer;
@@ -360,6 +522,8 @@ const FIXES: Record<string, unknown> = {
   "kafkajs/src/protocol/recordBatch/record/v0/index.js": encodeRecord,
   "kafkajs/src/protocol/recordBatch/record/v0/decoder.js": decodeRecord,
   "kafkajs/src/producer/partitioners/default/murmur2.js": murmur2,
+  "kafkajs/src/protocol/recordBatch/crc32C/index.js": crc32c,
+  "kafkajs/src/protocol/requests/produce/v3/request.js": produceRequestV3,
 };
 
 /** Marks the module objects this installs: a second copy of this module (a test runner's) finds them. */

@@ -9,9 +9,10 @@ import { readFileSync } from "node:fs";
 import { createRequire, Module } from "node:module";
 import { dirname } from "node:path";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import "../../common/kafka.js";
 import {
+  crc32c,
   type DecodedRecord,
   decodeRecord,
   type EncodedRecord,
@@ -19,6 +20,7 @@ import {
   groupMessagesPerPartition,
   murmur2,
   type OutgoingRecord,
+  produceRequestV3,
 } from "../../common/kafkajs-fixes.js";
 
 const require = createRequire(import.meta.url);
@@ -43,6 +45,11 @@ const Decoder = require("kafkajs/src/protocol/decoder.js") as new (
   buffer: Buffer,
 ) => Parameters<typeof decodeRecord>[0];
 const kafkajsMurmur2 = original<typeof murmur2>("kafkajs/src/producer/partitioners/default/murmur2.js");
+const kafkajsCrc32c = original<typeof crc32c>("kafkajs/src/protocol/recordBatch/crc32C/index.js");
+const kafkajsProduce = original<typeof produceRequestV3>(
+  "kafkajs/src/protocol/requests/produce/v3/request.js",
+);
+const Long = require("kafkajs/src/utils/long.js") as { fromValue(v: number | string): unknown };
 const kafkajsGroup = original<typeof groupMessagesPerPartition>(
   "kafkajs/src/producer/groupMessagesPerPartition.js",
 );
@@ -58,6 +65,8 @@ describe("kafkajs record fixes", () => {
     expect(require("kafkajs/src/protocol/recordBatch/record/v0/index.js")).toBe(encodeRecord);
     expect(require("kafkajs/src/protocol/recordBatch/record/v0/decoder.js")).toBe(decodeRecord);
     expect(require("kafkajs/src/producer/partitioners/default/murmur2.js")).toBe(murmur2);
+    expect(require("kafkajs/src/protocol/recordBatch/crc32C/index.js")).toBe(crc32c);
+    expect(require("kafkajs/src/protocol/requests/produce/v3/request.js")).toBe(produceRequestV3);
     expect(require("kafkajs/src/producer/groupMessagesPerPartition.js")).toBe(groupMessagesPerPartition);
   });
 
@@ -186,6 +195,78 @@ describe("kafkajs record fixes", () => {
     // Java's Utils.murmur2 of "21" and of the empty key.
     expect(murmur2("21")).toBe(-973932308);
     expect(murmur2("")).toBe(275646681);
+  });
+
+  it("encode every produce request byte for byte as kafkajs does", async () => {
+    const message = fc.record(
+      {
+        key: bytes,
+        value: bytes,
+        headers: fc.dictionary(fc.string({ minLength: 1, maxLength: 10 }), fc.string({ maxLength: 20 })),
+        timestamp: fc.oneof(
+          fc.integer({ min: 1.5e12, max: 2e12 }),
+          fc.integer({ min: 1.5e12, max: 2e12 }).map(String),
+        ),
+      },
+      { requiredKeys: ["value"] },
+    );
+    const request = fc.record(
+      {
+        acks: fc.constantFrom(-1, 0, 1),
+        timeout: fc.nat(60_000),
+        transactionalId: fc.oneof(fc.constant(null), fc.string({ minLength: 1, maxLength: 30 })),
+        producerId: fc.bigInt({ min: -1n, max: 2n ** 40n }).map((id) => Long.fromValue(String(id))),
+        producerEpoch: fc.nat(32_767),
+        topicData: fc.array(
+          fc.record({
+            topic: fc.string({ minLength: 1, maxLength: 20 }),
+            partitions: fc.array(
+              fc.record({
+                partition: fc.nat(50),
+                firstSequence: fc.nat(2 ** 31 - 1),
+                messages: fc.array(message, { minLength: 1, maxLength: 30 }),
+              }),
+              { minLength: 1, maxLength: 3 },
+            ),
+          }),
+          { minLength: 1, maxLength: 3 },
+        ),
+      },
+      { requiredKeys: ["acks", "timeout", "topicData"] },
+    );
+    // Messages without a timestamp are stamped with Date.now(): the same instant for both.
+    const now = vi.spyOn(Date, "now").mockReturnValue(1_764_000_000_000);
+    try {
+      await fc.assert(
+        fc.asyncProperty(request, async (args) => {
+          const ours = produceRequestV3(args);
+          const theirs = kafkajsProduce(args);
+          expect([ours.apiKey, ours.apiVersion, ours.apiName, ours.expectResponse()]).toEqual([
+            theirs.apiKey,
+            theirs.apiVersion,
+            theirs.apiName,
+            theirs.expectResponse(),
+          ]);
+          expect((await ours.encode()).buffer.equals((await theirs.encode()).buffer)).toBe(true);
+        }),
+        { numRuns: 500 },
+      );
+    } finally {
+      now.mockRestore();
+    }
+  });
+
+  it("checksum every record batch as kafkajs does", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2000 }), fc.nat(7), (bytes, skip) => {
+        // Unaligned views too: a batch body is a slice of a larger buffer.
+        const buffer = Buffer.from(bytes).subarray(Math.min(skip, bytes.length));
+        expect(crc32c(buffer)).toBe(kafkajsCrc32c(buffer));
+      }),
+      { numRuns: 3000 },
+    );
+    // The CRC-32C check value (RFC 3720 B.4): "123456789" -> 0xe3069283.
+    expect(crc32c(Buffer.from("123456789"))).toBe(0xe3069283);
   });
 
   it("group messages by partition, each partition's in send order, as kafkajs does", () => {
