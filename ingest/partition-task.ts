@@ -131,7 +131,14 @@ const PROGRESS_EVERY_MS = 1000;
 /** A sensor's TTL key and its fields' detector keys. */
 interface SensorKeys {
   ttl: string;
+  /** The `now` the sensor's TTL deadline was last moved to `now + ttlMs` for. */
+  ttlFrom?: number;
   detectors: Record<string, string>;
+  /** The sensor's alert state per rule, by the rule's place in the rule set, as of `alertsEpoch`. */
+  alerts?: (AlertState | undefined)[];
+  /** The changelog round each of `alerts` was last marked in (a number array is read fastest). */
+  alertRounds?: number[];
+  alertsEpoch?: number;
 }
 
 export class PartitionTask {
@@ -160,6 +167,11 @@ export class PartitionTask {
   private dirtyAlerts: AlertState[] = [];
   /** Counts takeChangelog calls: the round in which an alert state was last marked. */
   private round = 0;
+  /**
+   * Moves whenever alert states are dropped or replaced other than by alertState() (a rule change,
+   * an expiry, a restore): the per-sensor caches of alert states (SensorKeys.alerts) start again.
+   */
+  private alertsEpoch = 0;
   private readonly sensorKeys = new Map<string, SensorKeys>();
   /** The changelog's record format: a record per sensor (see sensor-records.ts). */
   private readonly records = new SensorRecords();
@@ -202,7 +214,12 @@ export class PartitionTask {
       });
 
       const keys = this.keysOf(sensorId);
-      this.expiry.set(keys.ttl, now + this.ttlMs);
+      // A batch's readings share `now`: each TTL deadline moves once per batch. (expire() checks a
+      // deadline against the sensor's or field's last arrival before acting on it.)
+      if (keys.ttlFrom !== now) {
+        keys.ttlFrom = now;
+        this.expiry.set(keys.ttl, now + this.ttlMs);
+      }
       let flagged: Record<string, Anomaly[]> | undefined;
       for (const field in fields) {
         let key = keys.detectors[field];
@@ -217,8 +234,10 @@ export class PartitionTask {
         }
         const found = detectInOrder(state, time, fields[field] as number, this.config.detectors);
         if (found === undefined) continue; // out of order for this sensor and field: stored only
-        state.seenAt = now;
-        this.expiry.set(key, now + this.ttlMs);
+        if (state.seenAt !== now) {
+          state.seenAt = now;
+          this.expiry.set(key, now + this.ttlMs);
+        }
         this.dirty.add(key);
         if (found.length > 0) {
           flagged ??= {};
@@ -247,10 +266,26 @@ export class PartitionTask {
         this.maxEventTime = time;
         this.dirty.add(META_KEY);
       }
-      for (const rule of rules.rules) {
+      if (keys.alertsEpoch !== this.alertsEpoch) {
+        keys.alertsEpoch = this.alertsEpoch;
+        keys.alerts = [];
+        keys.alertRounds = [];
+      }
+      const cached = keys.alerts as (AlertState | undefined)[];
+      const rounds = keys.alertRounds as number[];
+      for (let r = 0; r < rules.rules.length; r++) {
+        const rule = rules.rules[r] as AlertRule;
         const value = fields[rule.field];
         if (value === undefined || !selects(rule, sensorId, tags)) continue;
-        const state = this.alertState(rule, sensorId);
+        let state = cached[r];
+        if (state === undefined) {
+          state = this.alertState(rule, sensorId);
+          cached[r] = state;
+          rounds[r] = this.round;
+        } else if (rounds[r] !== this.round) {
+          rounds[r] = this.round;
+          this.markAlert(state);
+        }
         if (rule.condition.type === "deadman" && (state.lastTime === undefined || time > state.lastTime)) {
           // A gap in this sensor's own event times (backfill, or a silence the timer did not see).
           const gap = checkDeadman(rule, sensorId, state, time);
@@ -335,6 +370,7 @@ export class PartitionTask {
         continue;
       }
       this.sensorKeys.delete(sensorId);
+      this.alertsEpoch++;
       this.windows.forget(sensorId, (w) => {
         counted();
         this.emitWindow(w, out, 0);
@@ -461,14 +497,21 @@ export class PartitionTask {
     // The state object itself carries its changelog key (made once) and the round it was last
     // marked in, as properties JSON leaves out: a reading costs a property read, not a lookup.
     const marked = state as Marked;
+    if (marked[STATE_KEY] === undefined) {
+      Object.defineProperty(state, STATE_KEY, { value: alertStateKey(rule.id, sensorId) });
+      Object.defineProperty(state, MARKED_ROUND, { value: undefined, writable: true });
+    }
+    this.markAlert(state);
+    return state;
+  }
+
+  /** Marks an alert state (one alertState returned) for the changelog of this round. */
+  private markAlert(state: AlertState): void {
+    const marked = state as Marked;
     if (marked[MARKED_ROUND] !== this.round) {
-      if (marked[MARKED_ROUND] === undefined) {
-        Object.defineProperty(state, STATE_KEY, { value: alertStateKey(rule.id, sensorId) });
-        Object.defineProperty(state, MARKED_ROUND, { value: this.round, writable: true });
-      } else marked[MARKED_ROUND] = this.round;
+      marked[MARKED_ROUND] = this.round;
       this.dirtyAlerts.push(state);
     }
-    return state;
   }
 
   private emit(t: Transition, out: BatchOutput, source: number): void {
@@ -547,6 +590,7 @@ export class PartitionTask {
     }
     this.rulesVersion = rules.version;
     this.ruleById = enabled;
+    this.alertsEpoch++;
     // Deadlines depend on the rules' `after`: rebuilt from the alert states (also after a restore).
     for (const [ruleId, byRule] of this.alerts) {
       const rule = enabled.get(ruleId);
@@ -641,6 +685,7 @@ export class PartitionTask {
       if (value === null) this.detectors.delete(key);
       else this.detectors.set(key, JSON.parse(value) as FieldState);
     } else if (key.startsWith(ALERT_KEY)) {
+      this.alertsEpoch++;
       const [, ruleId = "", sensorId = ""] = key.split(SEP);
       if (value === null) this.alerts.get(ruleId)?.delete(sensorId);
       else {

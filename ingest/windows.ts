@@ -165,9 +165,13 @@ export class WindowStore {
     if (clock === undefined) {
       clock = { time, seen: now, dropped: Number.NEGATIVE_INFINITY };
       this.clocks.set(sensorId, clock);
+      this.idle.set(sensorId, now + this.config.idleMs);
+    } else if (clock.seen !== now) {
+      // A batch's readings share `now`: the idle deadline moves once per sensor and batch. (Every
+      // other deadline set for the sensor is checked against clock.seen when it comes due.)
+      clock.seen = now;
+      this.idle.set(sensorId, now + this.config.idleMs);
     }
-    clock.seen = now;
-    this.idle.set(sensorId, now + this.config.idleMs);
     this.dirtySensors.add(sensorId);
     let mine = this.windows.get(sensorId);
     if (mine === undefined) {
