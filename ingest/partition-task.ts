@@ -495,7 +495,8 @@ export class PartitionTask {
       byRule.set(sensorId, state);
     }
     // The state object itself carries its changelog key (made once) and the round it was last
-    // marked in, as properties JSON leaves out: a reading costs a property read, not a lookup.
+    // marked in, as properties JSON leaves out: marking it costs a property read, not a lookup.
+    // (process() reaches the state and its round through the sensor's cache, SensorKeys.alerts.)
     const marked = state as Marked;
     if (marked[STATE_KEY] === undefined) {
       Object.defineProperty(state, STATE_KEY, { value: alertStateKey(rule.id, sensorId) });

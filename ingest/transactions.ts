@@ -66,18 +66,17 @@ export class TransactionalProducers {
     const producer = await current;
     let transaction: Awaited<ReturnType<Producer["transaction"]>> | undefined;
     try {
-      transaction = await producer.transaction();
+      const tx = await producer.transaction();
+      transaction = tx;
       // Record batches the broker accepts, in as few produce requests as that allows.
-      for (const topicMessages of produceRequests(outputs)) {
-        await (transaction as NonNullable<typeof transaction>).sendBatch({ topicMessages });
-      }
+      for (const topicMessages of produceRequests(outputs)) await tx.sendBatch({ topicMessages });
       if (offsets !== undefined) {
-        await transaction.sendOffsets({
+        await tx.sendOffsets({
           consumerGroupId: offsets.groupId,
           topics: [{ topic: offsets.topic, partitions: [{ partition, offset: offsets.offset }] }],
         });
       }
-      await transaction.commit();
+      await tx.commit();
     } catch (err) {
       await transaction?.abort().catch(() => {});
       // This producer only: a fence may have made the partition a newer one meanwhile.

@@ -1,8 +1,9 @@
 /**
- * The record-level kafkajs fixes (common/kafkajs-fixes.ts) give what kafkajs's own modules give:
- * the same record bytes, the same messages grouped the same way by partition, and the same record
- * decoded from the same bytes. kafkajs's own modules are compiled here from its package, beside the
- * replacements installed in their place.
+ * The record-level kafkajs fixes (common/kafkajs-records.ts, installed by common/kafkajs-fixes.ts)
+ * give what kafkajs's own modules give: the same record bytes, the same messages grouped the same
+ * way by partition, the same record decoded from the same bytes, the same partition for a key,
+ * checksum and produce request. kafkajs's own modules are compiled here from its package, beside
+ * the replacements installed in their place.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -21,11 +22,11 @@ import {
   murmur2,
   type OutgoingRecord,
   produceRequestV3,
-} from "../../common/kafkajs-fixes.js";
+} from "../../common/kafkajs-records.js";
 
 const require = createRequire(import.meta.url);
 
-/** kafkajs's own version of a module it now gets from common/kafkajs-fixes.ts. */
+/** kafkajs's own version of a module it now gets from common/kafkajs-records.ts. */
 function original<T>(id: string): T {
   const path = require.resolve(id);
   const m = new Module(path) as Module & { _compile(source: string, path: string): void; paths: string[] };
@@ -84,15 +85,16 @@ describe("kafkajs record fixes", () => {
       import { createRequire } from "node:module";
       import { Kafka } from "./common/kafka.ts";
       import * as fixes from "./common/kafkajs-fixes.ts";
+      import * as records from "./common/kafkajs-records.ts";
       const require = createRequire(import.meta.url);
       console.log(JSON.stringify({
         kafka: typeof Kafka,
-        grouping: require("kafkajs/src/producer/groupMessagesPerPartition.js") === fixes.groupMessagesPerPartition,
-        record: require("kafkajs/src/protocol/recordBatch/record/v0/index.js") === fixes.encodeRecord,
-        decode: require("kafkajs/src/protocol/recordBatch/record/v0/decoder.js") === fixes.decodeRecord,
-        hash: require("kafkajs/src/producer/partitioners/default/murmur2.js") === fixes.murmur2,
-        crc: require("kafkajs/src/protocol/recordBatch/crc32C/index.js") === fixes.crc32c,
-        produce: require("kafkajs/src/protocol/requests/produce/v3/request.js") === fixes.produceRequestV3,
+        grouping: require("kafkajs/src/producer/groupMessagesPerPartition.js") === records.groupMessagesPerPartition,
+        record: require("kafkajs/src/protocol/recordBatch/record/v0/index.js") === records.encodeRecord,
+        decode: require("kafkajs/src/protocol/recordBatch/record/v0/decoder.js") === records.decodeRecord,
+        hash: require("kafkajs/src/producer/partitioners/default/murmur2.js") === records.murmur2,
+        crc: require("kafkajs/src/protocol/recordBatch/crc32C/index.js") === records.crc32c,
+        produce: require("kafkajs/src/protocol/requests/produce/v3/request.js") === records.produceRequestV3,
         filter: require("kafkajs/src/consumer/filterAbortedMessages.js") === fixes.filterAborted,
       }));`;
     const out = execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], {
